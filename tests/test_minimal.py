@@ -11,9 +11,9 @@ def test_minimal_s4d_equals_full_layer_with_seed_settings():
     full = S4Block(H, d_state=N, mode="diag", measure="diag-lin", disc="zoh", real_type="exp").double()
     k, fk = mini.kernel, full.layer.kernel
     with torch.no_grad():
-        fk.inv_dt.copy_(k.log_dt[:, None])
-        fk.A_real.copy_(k.log_A_real)
-        fk.A_imag.copy_(k.A_imag)
+        fk.raw_dt.copy_(k.log_dt[:, None])
+        fk.raw_A_real.copy_(k.log_A_real)
+        fk.raw_A_imag.copy_(k.A_imag)
         fk.C.copy_(k.C[None])
         full.layer.D.copy_(mini.D[None])
         full.output_linear[0].weight.copy_(mini.output_linear[0].weight[..., 0])

@@ -16,7 +16,7 @@ def test_ssm_tensors_carry_their_settings():
     layer = FFTConv(8, d_state=4, lr=1e-3)
     k = layer.kernel
     groups = param_groups(layer, lr=1e-2, weight_decay=0.1)
-    for name in ("inv_dt", "A_real", "A_imag", "B", "P"):
+    for name in ("raw_dt", "raw_A_real", "raw_A_imag", "B", "P"):
         assert _settings(groups, getattr(k, name)) == {"lr": 1e-3, "weight_decay": 0.0}, name
     assert _settings(groups, k.C) == {"lr": 1e-3, "weight_decay": 0.1}  # C: global weight decay by default
     assert _settings(groups, layer.D) == {"lr": 1e-2, "weight_decay": 0.1}
@@ -26,10 +26,10 @@ def test_lr_and_wd_dicts_and_freezing():
     layer = FFTConv(8, mode="diag", d_state=4, lr={"dt": 0.0, "B": 0.0, "A": 5e-4}, wd={"C": 0.0, "A": 0.01})
     k = layer.kernel
     names = dict(k.named_parameters())
-    assert "inv_dt" not in names and "B" not in names  # frozen: buffers
-    assert "inv_dt" in dict(k.named_buffers()) and "B" in dict(k.named_buffers())
+    assert "raw_dt" not in names and "B" not in names  # frozen: buffers
+    assert "raw_dt" in dict(k.named_buffers()) and "B" in dict(k.named_buffers())
     groups = param_groups(layer, lr=1e-2, weight_decay=0.1)
-    assert _settings(groups, k.A_real) == {"lr": 5e-4, "weight_decay": 0.01}
+    assert _settings(groups, k.raw_A_real) == {"lr": 5e-4, "weight_decay": 0.01}
     assert _settings(groups, k.C) == {"lr": 1e-2, "weight_decay": 0.0}
     before = k.B.clone()
     opt = torch.optim.AdamW(groups)
@@ -62,5 +62,5 @@ def test_groups_work_with_any_optimizer(opt):
 def test_gss_configuration_freezes_dt_and_B():
     block = S4Block(16, gate=4, bottleneck=4, measure="diag-rand", dt_min=1.0, dt_max=1.0, lr={"dt": 0.0, "B": 0.0}, imag_transform="exp")
     params = dict(block.named_parameters())
-    assert not any(n.endswith("inv_dt") or n.endswith(".B") for n in params)
+    assert not any(n.endswith("raw_dt") or n.endswith(".B") for n in params)
     torch.testing.assert_close(block.layer.kernel.dt(), torch.ones(4, 1))

@@ -1,10 +1,35 @@
 """statespaces: structured state space sequence models (S4 and its family) in pure PyTorch."""
 
 from . import ops
-from .kernels import DiagKernel, DPLRKernel, NumericalError
-from .layers import FFTConv, S4Block
+from .kernels import KERNELS, DiagKernel, DPLRKernel, Kernel, LongConvKernel, NumericalError, SSMKernel
+from .layers import LAYERS, Capabilities, CapabilityError, FFTConv, S4Block, SequenceLayer, StateError, make_layer
+
+from . import minimal  # noqa: E402  (after layers: the minimal S4D is a SequenceLayer, and layers registers it)
 from .optim import param_groups
+from .registry import Registry, UnknownNameError
 
 __version__ = "0.1.0"
 
-__all__ = ["S4Block", "FFTConv", "DiagKernel", "DPLRKernel", "NumericalError", "param_groups", "ops", "__version__"]
+__all__ = [
+    "SequenceLayer",
+    "Capabilities",
+    "CapabilityError",
+    "StateError",
+    "S4Block",
+    "FFTConv",
+    "LAYERS",
+    "make_layer",
+    "Kernel",
+    "SSMKernel",
+    "DiagKernel",
+    "DPLRKernel",
+    "LongConvKernel",
+    "KERNELS",
+    "NumericalError",
+    "Registry",
+    "UnknownNameError",
+    "param_groups",
+    "minimal",
+    "ops",
+    "__version__",
+]

@@ -5,19 +5,21 @@
     statespaces generate ckpt=PATH prompt=TEXT n=200 [temperature=1.0 top_p=1.0 top_k=0 seed=0]
     statespaces experiments                                list the named experiments
     statespaces datasets                                   list the datasets and the extra each needs
+    statespaces layers                                     list the sequence layers and what each supports
 """
 
 from __future__ import annotations
 
-import difflib
 import json
 import logging
 import os
 import sys
 
+from .registry import UnknownNameError, suggest
+
 __all__ = ["main"]
 
-COMMANDS = ("train", "eval", "generate", "experiments", "datasets")
+COMMANDS = ("train", "eval", "generate", "experiments", "datasets", "layers")
 
 
 class UsageError(ValueError):
@@ -31,9 +33,7 @@ def _kv(args: list[str], allowed: dict[str, object], command: str) -> dict[str, 
             raise UsageError(f"{command}: arguments must look like key=value, got {a!r}")
         k, v = a.split("=", 1)
         if k not in allowed:
-            close = difflib.get_close_matches(k, list(allowed), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise UsageError(f"{command}: unknown argument {k!r}{hint}; valid: {sorted(allowed)}")
+            raise UnknownNameError(f"{command}: unknown argument {k!r}{suggest(k, allowed, 1)}; valid: {sorted(allowed)}")
         out[k] = v
     missing = [k for k, default in allowed.items() if default is ... and k not in out]
     if missing:
@@ -131,18 +131,32 @@ def cmd_experiments(args: list[str]) -> int:
     return 0
 
 
+def cmd_layers(args: list[str]) -> int:
+    from .layers import LAYERS  # noqa: PLC0415
+
+    if args:
+        raise UsageError("layers takes no arguments")
+    width = max(len(n) for n in LAYERS)
+    for e in LAYERS.entries():
+        caps = e.obj(8, **e.example).capabilities
+        flags = " ".join(f for f, on in zip(caps._fields, caps) if on and f != "bidirectional")
+        print(f"{e.name:<{width}}  {e.description}\n{'':<{width}}  supports: {flags}; example options: {e.example}")
+    return 0
+
+
 def cmd_datasets(args: list[str]) -> int:
     from .data import list_datasets  # noqa: PLC0415
 
     if args:
         raise UsageError("datasets takes no arguments")
     entries = list_datasets()
-    width = max(len(e.name) for e in entries)
-    for e in entries:
-        extra = f"[{e.extra}]" if e.extra else "(core)"
-        print(f"{e.name:<{width}}  {extra:<8}  {e.description}")
-        if e.members:
-            print(f"{'':<{width}}            members: {', '.join(e.members)}")
+    names = [e.name + ("<Name>" if e.family else "") for e in entries]
+    width = max(map(len, names))
+    for name, e in zip(names, entries):
+        extra = f"[{e.meta['extra']}]" if e.meta["extra"] else "(core)"
+        print(f"{name:<{width}}  {extra:<8}  {e.description}")
+        if e.meta["members"]:
+            print(f"{'':<{width}}            members: {', '.join(e.meta['members'])}")
     return 0
 
 
@@ -160,23 +174,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     command, args = argv[0], argv[1:]
     if command not in COMMANDS:
-        close = difflib.get_close_matches(command, COMMANDS, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        print(f"error: unknown command {command!r}{hint}; commands: {', '.join(COMMANDS)}", file=sys.stderr)
+        print(f"error: unknown command {command!r}{suggest(command, COMMANDS, 1)}; commands: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
     from .data import MissingExtra  # noqa: PLC0415
     from .train.config import ConfigError  # noqa: PLC0415
 
     try:
         return globals()[f"cmd_{command}"](args)
-    except (UsageError, ConfigError, MissingExtra, FileNotFoundError) as e:
+    except (UsageError, ConfigError, UnknownNameError, MissingExtra, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except (TypeError, ValueError) as e:  # option errors raised by layers / datasets name the alternatives
-        if any(w in str(e) for w in ("unknown", "expected", "valid", "must")):
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        raise
 
 
 if __name__ == "__main__":

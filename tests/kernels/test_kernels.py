@@ -91,7 +91,7 @@ def test_dss_kernel_matches_paper_formula_including_growing_modes():
     """DSS-softmax (Gupta et al. 2022): K_l = sum_n 2 Re[ C_n B_n (e^(lam dt) - 1)/lam * e^(lam dt l) / (e^(lam dt L) - 1) ]."""
     kernel = DiagKernel(3, d_state=8, init="diag-legs", disc="dss", real_transform="none", l_max=30).double()
     with torch.no_grad():
-        kernel.A_real[:, :2] = -0.3  # Re(A) = +0.3 > 0 on two modes: DSS allows it
+        kernel.raw_A_real[:, :2] = -0.3  # Re(A) = +0.3 > 0 on two modes: DSS allows it
     L = 30
     dt, A, B, C = kernel.ssm()
     l = torch.arange(L, dtype=torch.float64)

@@ -1,9 +1,11 @@
-"""Conv mode == step mode == chunked state forwarding, for every mode / init / disc / option (float64)."""
+"""Conv mode == step mode == chunked state forwarding (the public checker), for every mode / init / disc / option,
+and the S4-specific properties beside it (float64)."""
 
 import pytest
 import torch
 
 from statespaces import FFTConv, S4Block
+from statespaces.testing import check_layer
 
 H, L, B = 4, 24, 2
 
@@ -55,38 +57,22 @@ def _run_steps(layer, x, state):
     return torch.stack(ys, 1), state
 
 
-def assert_views_agree(layer, step_modes=(None,), chunks=(9, 1, 14)):
-    layer = layer.double().eval()
-    x = torch.randn(B, L, layer.d_model, dtype=torch.float64)
-    with torch.no_grad():
-        y, none = layer(x)
-        assert none is None
-        # chunked state forwarding == whole sequence
-        state, outs, start = layer.default_state(B), [], 0
-        for n in chunks:
-            yc, state = layer(x[:, start : start + n], state=state)
-            outs.append(yc)
-            start += n
-        torch.testing.assert_close(torch.cat(outs, 1), y, rtol=1e-9, atol=1e-10)
-        final = state
-        for mode in step_modes:
-            layer.setup_step(**({} if mode is None else {"mode": mode}))
-            ys, s = _run_steps(layer, x, layer.default_state(B))
-            torch.testing.assert_close(ys, y, rtol=1e-9, atol=1e-10)
-            if mode != "diagonal":
-                torch.testing.assert_close(s, final, rtol=1e-9, atol=1e-10)
-    return y
+def _check(factory, options, realizations=(None,)):
+    l_max = options.get("l_max")
+    length = L if l_max is None else min(L, l_max // 2)  # the rate-2 check needs the kernel to cover it
+    for realization in realizations:
+        check_layer(factory, H, options=options, length=length, model=False, step_options={} if realization is None else {"realization": realization})
 
 
 @pytest.mark.parametrize("mode,cfg", CONFIGS, ids=[f"{m}-{c}" for m, c in CONFIGS])
-def test_fftconv_conv_step_and_chunks_agree(mode, cfg):
-    steps = ("dense", "linear") if mode == "nplr" else (None,)
-    assert_views_agree(FFTConv(H, mode=mode, d_state=8, **cfg), step_modes=steps)
+def test_fftconv_conforms_for_every_option(mode, cfg):
+    """check_layer: full forward == steps == chunks (and at rate 2), lengths, gradients, ... in float64."""
+    _check(FFTConv, dict(mode=mode, d_state=8, **cfg), ("dense", "linear") if mode == "nplr" else (None,))
 
 
 @pytest.mark.parametrize("init,kw", [("fout", {}), ("dplr-lin", {}), ("legs", {}), ("legt", {"rank": 2})])
-def test_nplr_diagonal_step_mode_agrees(init, kw):
-    assert_views_agree(FFTConv(H, d_state=8, init=init, **kw), step_modes=("diagonal",))
+def test_nplr_diagonal_step_realization_conforms(init, kw):
+    _check(FFTConv, dict(d_state=8, init=init, **kw), ("diagonal",))
 
 
 BLOCKS = [
@@ -102,15 +88,8 @@ BLOCKS = [
 
 
 @pytest.mark.parametrize("cfg", BLOCKS, ids=str)
-def test_s4block_conv_step_and_chunks_agree(cfg):
-    block = S4Block(8, d_state=8, **cfg)
-    assert_views_agree(block)
-
-
-def test_minimal_s4d_views_agree():
-    from statespaces.minimal import S4D
-
-    assert_views_agree(S4D(H, d_state=8))
+def test_s4block_conforms(cfg):
+    _check(S4Block, dict(d_state=8, **cfg))
 
 
 def test_transposed_layout_is_the_same_map():

@@ -3,27 +3,33 @@
 import pytest
 import torch
 
-from statespaces import FFTConv, S4Block
+from statespaces import CapabilityError, FFTConv, S4Block, StateError, UnknownNameError
 from statespaces.kernels import NumericalError
 
 
 def test_wrong_input_rank_and_width():
     layer = S4Block(8, d_state=4)
-    with pytest.raises(ValueError, match=r"\(B, L, H\) with H=8.*\(2, 8\)"):
+    with pytest.raises(ValueError, match=r"\(B, L, H\) with H=d_model=8, got shape \(2, 8\)"):
         layer(torch.randn(2, 8))
-    with pytest.raises(ValueError, match=r"H=8.*\(2, 5, 7\)"):
+    with pytest.raises(ValueError, match=r"axis 2 of \(B, L, H\)\) must be d_model=8, got shape \(2, 5, 7\)"):
         layer(torch.randn(2, 5, 7))
-    with pytest.raises(ValueError, match=r"\(B, H, L\) with H=8"):
+    with pytest.raises(ValueError, match=r"axis 1 of \(B, H, L\)\) must be d_model=8"):
         S4Block(8, d_state=4, transposed=True)(torch.randn(2, 5, 8))
     with pytest.raises(ValueError, match=r"axis 2.*d_model=8"):
         FFTConv(8, d_state=4)(torch.randn(2, 5, 7))
+    with pytest.raises(ValueError, match=r"at least one step \(L >= 1\), got shape \(2, 0, 8\)"):
+        layer(torch.randn(2, 0, 8))
+    with pytest.raises(ValueError, match="floating tensor, got torch.int64"):
+        layer(torch.ones(2, 5, 8, dtype=torch.long))
     layer.setup_step()
-    with pytest.raises(ValueError, match=r"\(B, H\) with H=8"):
+    with pytest.raises(ValueError, match=r"\(B, H\) with H=d_model=8"):
         layer.step(torch.randn(2, 7), layer.default_state(2))
 
 
-def test_unknown_or_misspelt_option_is_a_type_error_with_suggestion():
-    with pytest.raises(TypeError, match=r"'d_stat' \(did you mean 'd_state'\?\)"):
+def test_unknown_or_misspelt_option_is_an_unknown_name_error_with_suggestion():
+    with pytest.raises(UnknownNameError, match=r"'d_stat' \(did you mean 'd_state'\?\)"):
+        S4Block(8, d_stat=4)
+    with pytest.raises(TypeError):  # also a TypeError, as Python's own unexpected-keyword error
         S4Block(8, d_stat=4)
     with pytest.raises(TypeError, match=r"'is_real'"):
         FFTConv(8, mode="nplr", is_real=True)  # a diagonal-only option
@@ -31,6 +37,8 @@ def test_unknown_or_misspelt_option_is_a_type_error_with_suggestion():
         FFTConv(8, mode="diag", lr={"dtt": 0.0})
     with pytest.raises(TypeError, match="either 'measure' or 'init'"):
         FFTConv(8, measure="legs", init="legs")
+    with pytest.raises(TypeError, match="either 'mode' or 'kernel'"):
+        FFTConv(8, mode="diag", kernel="diag")
 
 
 def test_block_dropout_is_applied_once():
@@ -39,7 +47,7 @@ def test_block_dropout_is_applied_once():
 
 
 def test_unknown_mode_init_disc_activation():
-    with pytest.raises(ValueError, match=r"unknown mode 'dlpr'.*'nplr'"):
+    with pytest.raises(UnknownNameError, match=r"unknown kernel 'dlpr' \(did you mean 'dplr'\?\); available: diag, longconv, nplr"):
         FFTConv(8, mode="dlpr")
     with pytest.raises(ValueError, match=r"unknown init 'legz'.*'legs'"):
         FFTConv(8, init="legz")
@@ -51,8 +59,10 @@ def test_unknown_mode_init_disc_activation():
         S4Block(8, activation="gleu")
     with pytest.raises(ValueError, match="unknown real_transform 'expp'"):
         FFTConv(8, mode="diag", real_transform="expp")
-    with pytest.raises(ValueError, match="unknown step mode 'fast'"):
-        FFTConv(8).setup_step(mode="fast")
+    with pytest.raises(ValueError, match="unknown step realization 'fast'"):
+        FFTConv(8).setup_step(realization="fast")
+    with pytest.raises(TypeError, match="either 'realization' or its alias 'mode'"):
+        FFTConv(8).setup_step(realization="dense", mode="linear")
 
 
 def test_inconsistent_sizes():
@@ -78,15 +88,25 @@ def test_inconsistent_sizes():
 def test_state_errors():
     layer = S4Block(8, d_state=4, bidirectional=True)
     x = torch.randn(2, 5, 8)
-    with pytest.raises(ValueError, match="bidirectional"):
+    with pytest.raises(CapabilityError, match="bidirectional"):
         layer(x, state=torch.zeros(2, 8, 2, dtype=torch.cfloat))
-    with pytest.raises(ValueError, match="bidirectional"):
+    with pytest.raises(CapabilityError, match="bidirectional"):
         layer.setup_step()
     layer = S4Block(8, d_state=4)
-    with pytest.raises(ValueError, match=r"state must have shape \(2, 8, 2\)"):
+    with pytest.raises(StateError, match=r"default_state\(2\) = \(2, 8, 2\) complex64.*got \(2, 8, 3\) complex64"):
         layer(x, state=torch.zeros(2, 8, 3, dtype=torch.cfloat))
-    with pytest.raises(ValueError, match="state must have shape"):
+    with pytest.raises(StateError, match=r"got \(2, 8, 2\) float32"):
         layer(x, state=torch.zeros(2, 8, 2))  # real instead of complex
+    with pytest.raises(StateError, match=r"got \(2, 8, 2\) complex128"):
+        layer(x, state=torch.zeros(2, 8, 2, dtype=torch.cdouble))  # right shape, another precision
+    with pytest.raises(StateError, match=r"got \(3, 8, 2\) complex64"):
+        layer(x, state=layer.default_state(3))  # another batch size
+    with pytest.raises(StateError, match=r"got tuple\(\(2, 8, 2\) complex64, \(2, 8, 2\) complex64\)"):
+        layer(x, state=(layer.default_state(2), layer.default_state(2)))  # another structure
+    with pytest.raises(StateError, match="got None"):
+        layer.step(x[:, 0], None)
+    with pytest.raises(StateError, match="meta"):
+        layer(x, state=layer.default_state(2, device="meta"))
     with pytest.raises(RuntimeError, match="setup_step"):
         layer.step(x[:, 0], layer.default_state(2))
     with pytest.raises(ValueError, match="kernel to cover the input"):
@@ -104,8 +124,12 @@ def test_lengths_and_rate_errors():
         layer(x, lengths=torch.tensor([1, 2, 3]))
     with pytest.raises(ValueError, match="integer tensor"):
         layer(x, lengths=torch.tensor([1.0, 2.0]))
-    with pytest.raises(ValueError, match="rate must be positive"):
+    with pytest.raises(ValueError, match="rate must be a positive finite number, got 0.0"):
         layer(x, rate=0.0)
+    with pytest.raises(ValueError, match="rate must be a positive finite number, got nan"):
+        layer(x, rate=float("nan"))
+    with pytest.raises(CapabilityError, match=r"rate=2.0 is not available.*LongConv|rate=2.0 is not available"):
+        S4Block(8, kernel="longconv", l_max=8)(x, rate=2.0)
 
 
 def test_diagonal_step_mode_refuses_when_inaccurate():
@@ -113,6 +137,6 @@ def test_diagonal_step_mode_refuses_when_inaccurate():
     try:
         layer.setup_step(mode="diagonal", tol=1e-12)
     except NumericalError as e:
-        assert "mode='linear'" in str(e) and "condition number" in str(e)
+        assert "realization='linear'" in str(e) and "condition number" in str(e)
     else:
         pytest.fail("expected NumericalError")

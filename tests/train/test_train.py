@@ -4,23 +4,30 @@ import pytest
 import torch
 
 from statespaces.models import SequenceModel
+from statespaces.registry import UnknownNameError
 from statespaces.train.config import ConfigError, load_config
 from statespaces.train.run import evaluate, train
 from statespaces.train.schedules import lr_multiplier
 
 
 def test_config_names_alternatives_for_unknown_things():
-    with pytest.raises(ConfigError, match=r"unknown experiment 'smnist-s4dd' \(did you mean 'smnist-s4d'"):
+    with pytest.raises(UnknownNameError, match=r"unknown experiment 'smnist-s4dd' \(did you mean 'smnist-s4d'"):
         load_config(["experiment=smnist-s4dd"])
-    with pytest.raises(ConfigError, match=r"unknown config key 'trainer.max_epoch' \(did you mean 'trainer.max_epochs'"):
+    with pytest.raises(UnknownNameError, match=r"unknown experiment '../configs/base'"):
+        load_config(["experiment=../configs/base"])  # a name, never a path
+    with pytest.raises(UnknownNameError, match=r"unknown config key 'trainer.max_epoch' \(did you mean 'trainer.max_epochs'"):
         load_config(["trainer.max_epoch=3"])
-    with pytest.raises(ConfigError, match=r"scheduler.name='cosin' is not one of"):
+    with pytest.raises(UnknownNameError, match=r"scheduler.name='cosin' is not one of .* \(did you mean 'cosine'\?\)"):
         load_config(["scheduler.name=cosin"])
-    with pytest.raises(ConfigError, match=r"unknown dataset 'smnits'"):
+    with pytest.raises(UnknownNameError, match=r"unknown dataset 'smnits'"):
         load_config(["data.name=smnits"])
+    with pytest.raises(UnknownNameError, match=r"model.attn_layer: unknown layer 'mah'"):
+        load_config(["model.attn_layer_idx=[1]", "model.attn_layer=mah"])
+    with pytest.raises(UnknownNameError, match=r"model.layers\[1\]: unknown layer 's4dd'"):
+        load_config(["model.layers=[s4d,{name: s4dd}]"])
     with pytest.raises(ConfigError, match="key=value"):
         load_config(["trainer.max_epochs"])
-    with pytest.raises(ConfigError, match="has no option 'n_trian'"):
+    with pytest.raises(UnknownNameError, match="has no option 'n_trian'"):
         load_config(["data.name=unit-test-sign", "data.n_trian=3"])
 
 

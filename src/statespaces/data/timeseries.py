@@ -116,7 +116,7 @@ def _stratified_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple
 
 
 @register(
-    "ucr/*",
+    "ucr/",
     extra="data",
     description="UCR/UEA time-series classification sets bundled in aeon (official train/test split)",
     members=UCR_SETS,

@@ -1,9 +1,17 @@
-"""SSM kernels: parameters -> convolution kernel (C, H, L) and recurrent form."""
+"""Convolution kernels: parameters -> kernel (C, H, L); SSM kernels add a recurrence.
 
-from .base import SSMKernel
+``KERNELS`` is the registry :class:`~statespaces.FFTConv` picks its ``kernel=`` from.
+"""
+
+from ..registry import Registry
+from .base import Kernel, SSMKernel
 from .diag import DiagKernel
 from .dplr import DPLRKernel, NumericalError
+from .longconv import LongConvKernel
 
-KERNELS = {"nplr": DPLRKernel, "dplr": DPLRKernel, "s4": DPLRKernel, "diag": DiagKernel, "s4d": DiagKernel}
+KERNELS: Registry[type[Kernel]] = Registry("kernel")
+KERNELS.add("nplr", DPLRKernel, "S4: normal/diagonal plus low-rank A (HiPPO), bilinear", aliases=("dplr", "s4"))
+KERNELS.add("diag", DiagKernel, "S4D / DSS: diagonal A, zoh / bilinear / dss", aliases=("s4d",))
+KERNELS.add("longconv", LongConvKernel, "explicit long convolution (Fu et al. 2023), needs l_max", example={"l_max": 32})
 
-__all__ = ["SSMKernel", "DiagKernel", "DPLRKernel", "NumericalError", "KERNELS"]
+__all__ = ["Kernel", "SSMKernel", "DiagKernel", "DPLRKernel", "LongConvKernel", "NumericalError", "KERNELS"]

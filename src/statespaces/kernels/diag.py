@@ -28,8 +28,8 @@ class DiagKernel(SSMKernel):
     """S4D / DSS kernel.
 
     Args (beyond :class:`SSMKernel`):
-        init: any name of :func:`statespaces.ops.hippo.init_names` (HiPPO measures give their NPLR normal part,
-            i.e. S4D-LegS for 'legs').
+        init: any name of :func:`statespaces.ops.hippo.init_names`; the default 'legs' (as in the reference)
+            gives the normal part of the NPLR HiPPO-LegS matrix, i.e. S4D-LegS; 'diag-lin' is S4D-Lin.
         disc: 'zoh' (S4D), 'bilinear', or 'dss' (needs a fixed ``l_max`` for steps and state forwarding).
         is_real: real modes (``d_state`` real decays, no conjugate pairs).
         bandlimit: zero the modes whose frequency ``dt |Im A| / 2 pi`` is >= bandlimit / 2 (S4ND).
@@ -43,7 +43,7 @@ class DiagKernel(SSMKernel):
         d_state: int = 64,
         channels: int = 1,
         *,
-        init: str = "diag-lin",
+        init: str = "legs",
         disc: str = "zoh",
         is_real: bool = False,
         bandlimit: float | None = None,
@@ -64,20 +64,20 @@ class DiagKernel(SSMKernel):
         self.N2 = d_state if is_real else d_state // 2
         init_args = dict(init_args or {})
         w, _, B = ssm_init(init, self.N2 * 2, 1, self.S, **init_args)  # (S N2) complex128
-        self.register_ssm("dt", "inv_dt", self.init_dt(1 if self.dt_tie else self.N2))
+        self.register_key("dt", "raw_dt", self.init_dt(1 if self.dt_tie else self.N2))
         A_real, A_imag = self.init_A(w)
-        self.register_ssm("A", "A_real", A_real)
+        self.register_key("A", "raw_A_real", A_real)
         if is_real:
-            self.register_ssm("B", "B", B.real.float())
+            self.register_key("B", "B", B.real.float())
             C = torch.randn(channels, self.H, self.N2)
         else:
-            self.register_ssm("A", "A_imag", A_imag)
-            self.register_ssm("B", "B", c2r(B.to(torch.complex64)))
+            self.register_key("A", "raw_A_imag", A_imag)
+            self.register_key("B", "B", c2r(B.to(torch.complex64)))
             C = torch.randn(channels, self.H, self.N2, dtype=torch.complex64)
         if self.deterministic:
             C = torch.zeros_like(C)
             C[..., 0] = 1.0
-        self.register_ssm("C", "C", C if is_real else c2r(C))
+        self.register_key("C", "C", C if is_real else c2r(C))
 
     # ---- continuous and discrete parameters --------------------------------------------------
     def ssm(self, rate: float = 1.0, dtype: torch.dtype | None = None):
@@ -107,7 +107,7 @@ class DiagKernel(SSMKernel):
     def kernel_from(self, coef: torch.Tensor, log_dA: torch.Tensor, L: int, L_norm: int) -> torch.Tensor:
         """(…, H, N2) per-mode coefficients -> (…, H, L) real kernel ``sum_n coef_n dA_n^l`` (with the DSS
         normalisation over ``L_norm`` when disc='dss')."""
-        out_dtype = self.A_real.dtype if self.is_real else self.work_dtype
+        out_dtype = self.raw_A_real.dtype if self.is_real else self.work_dtype
 
         def vand(c, z, n):
             return BACKENDS[self.backend](c, z, n, out_dtype=out_dtype)
@@ -143,9 +143,11 @@ class DiagKernel(SSMKernel):
         return (decay * state + dB * drive).to(state.dtype)
 
     # ---- recurrent mode ---------------------------------------------------------------------
-    def setup_step(self, mode: str | None = None, rate: float = 1.0) -> None:
-        if mode not in (None, "diagonal", "dense", "linear"):
-            raise ValueError(f"unknown step mode {mode!r}; expected None, 'dense', 'linear' or 'diagonal'")
+    def setup_step(self, realization: str | None = None, rate: float = 1.0) -> None:
+        """Prepare ``step``: the diagonal recurrence is its only realization (the names of the DPLR kernel's
+        realizations are accepted: for a diagonal A they all coincide)."""
+        if realization not in (None, "diagonal", "dense", "linear"):
+            raise ValueError(f"unknown step realization {realization!r}; expected None, 'dense', 'linear' or 'diagonal'")
         with torch.no_grad():
             log_dA, dB, C = self.discrete(rate, self.precise_dtype)
             if self.disc == "dss":
@@ -156,7 +158,7 @@ class DiagKernel(SSMKernel):
                 growing = log_dA.real > 0
                 safe = torch.where(growing, -log_dA, log_dA)
                 C = C * torch.where(growing, grow * torch.exp(safe * (L_norm - 1)), decay)
-            dtype = self.A_real.dtype if self.is_real else self.work_dtype
+            dtype = self.raw_A_real.dtype if self.is_real else self.work_dtype
             self._step = {"dA": log_dA.exp().to(dtype), "dB": dB.to(dtype), "dC": C.to(dtype)}
         self._step_mode = "diagonal"
 

@@ -45,6 +45,11 @@ class NumericalError(RuntimeError):
     """A requested computation cannot be carried out accurately in floating point."""
 
 
+def _real_form(M1: torch.Tensor, M2: torch.Tensor) -> torch.Tensor:
+    """The real (H, N, N) matrix of ``x -> M1 x + M2 conj(x)`` on ``s = [Re x; Im x]``."""
+    return torch.cat([torch.cat([(M1 + M2).real, (M2 - M1).imag], -1), torch.cat([(M1 + M2).imag, (M1 - M2).real], -1)], -2)
+
+
 def _shift(x: torch.Tensor) -> torch.Tensor:
     """Delay a sequence by one step: (..., L) -> (..., L) with a zero in front."""
     return torch.nn.functional.pad(x, (1, 0))[..., :-1]
@@ -88,17 +93,17 @@ class DPLRKernel(SSMKernel):
         self.rank, self.backend, self.disc = rank, backend, disc
         self.N2 = d_state // 2
         w, P, B = ssm_init(init, d_state, rank, self.S, **dict(init_args or {}))
-        self.register_ssm("dt", "inv_dt", self.init_dt(1))
+        self.register_key("dt", "raw_dt", self.init_dt(1))
         A_real, A_imag = self.init_A(w)
-        self.register_ssm("A", "A_real", A_real)
-        self.register_ssm("A", "A_imag", A_imag)
-        self.register_ssm("P", "P", c2r(P.to(torch.complex64)))
-        self.register_ssm("B", "B", c2r(B.to(torch.complex64)))
+        self.register_key("A", "raw_A_real", A_real)
+        self.register_key("A", "raw_A_imag", A_imag)
+        self.register_key("P", "P", c2r(P.to(torch.complex64)))
+        self.register_key("B", "B", c2r(B.to(torch.complex64)))
         C = torch.randn(channels, self.H, self.N2, dtype=torch.complex64)
         if self.deterministic:
             C = torch.zeros_like(C)
             C[..., 0] = 1.0
-        self.register_ssm("C", "C", c2r(C))
+        self.register_key("C", "C", c2r(C))
 
     # ---- structure -------------------------------------------------------------------------
     def ssm(self, rate: float = 1.0, dtype: torch.dtype | None = None):
@@ -146,6 +151,7 @@ class DPLRKernel(SSMKernel):
     # ---- convolution mode -------------------------------------------------------------------
     def forward(self, L: int, rate: float = 1.0, state: torch.Tensor | None = None):
         st = self.structure(rate, self.precise_dtype)
+        state = None if state is None else self._to_canonical(state)
         X, F, Kuc, Kbc = self._feedback(st, L, with_C=True)
         XF = series_mul(X, F)  # (H R 1 L)
         k = Kbc - series_mul(Kuc, XF)[:, :, 0].transpose(0, 1)  # (C H L)
@@ -163,6 +169,8 @@ class DPLRKernel(SSMKernel):
         return S[:, : self.channels], S[:, self.channels :].transpose(1, 2)[..., None, :]
 
     def forward_state(self, u: torch.Tensor, state: torch.Tensor, rate: float = 1.0, lengths: torch.Tensor | None = None):
+        step_form = state
+        state = self._to_canonical(state)
         st = self.structure(rate, self.precise_dtype)
         L = u.shape[-1]
         X, F, _, _ = self._feedback(st, L, with_C=False)
@@ -177,11 +185,11 @@ class DPLRKernel(SSMKernel):
         drive_u = vandermonde_transpose(u, log_lam, out_dtype=state.dtype)  # (B H N2)
         drive_r = vandermonde_transpose(r.transpose(1, 2), log_lam, out_dtype=state.dtype)  # (B R H N2)
         out = decay * state + st["dB"] * drive_u - torch.einsum("rhn,brhn->bhn", st["U"], drive_r.to(st["U"].dtype))
-        return out.to(state.dtype)
+        return self._to_step_form(out.to(state.dtype), like=step_form)
 
     # ---- recurrent mode ---------------------------------------------------------------------
-    def setup_step(self, mode: str | None = None, rate: float = 1.0, tol: float = 1e-4) -> None:
-        """Prepare ``step``. Modes (all exact in exact arithmetic):
+    def setup_step(self, realization: str | None = None, rate: float = 1.0, tol: float = 1e-4) -> None:
+        """Prepare ``step``. Realizations of the same system (all exact in exact arithmetic):
 
         * 'linear' (default): O(N R) per step, ``x' = Lambda_bar x - U (V^* x) + dB u``.
         * 'dense': O(N^2) per step with the materialised dA (as two N2 x N2 complex blocks).
@@ -190,13 +198,14 @@ class DPLRKernel(SSMKernel):
           and the step runs in complex128 whatever the layer's dtype (outputs are cast back).  The
           realisation is checked against the exact kernel over ``l_max`` (or 1024) steps at set-up; if its
           relative error (plus float64 cancellation) exceeds ``tol``, or it is not stable, it raises
-          :class:`NumericalError` rather than return wrong outputs.  The step state lives in the eigenbasis,
-          (*batch, H, N) complex128; convert with :meth:`to_step_state` / :meth:`from_step_state`.
+          :class:`NumericalError` rather than return wrong outputs.  While this realization is set up, the
+          kernel's state (for ``step``, ``forward(state=...)`` and ``default_state`` alike) lives in the
+          eigenbasis, (*batch, H, N) complex128: the change of basis happens inside the kernel.
         """
-        mode = mode or "linear"
+        mode = realization or "linear"
         if mode not in STEP_MODES:
-            raise ValueError(f"unknown step mode {mode!r}; expected one of {list(STEP_MODES)}")
-        work = torch.complex128 if self.A_real.dtype == torch.float64 else torch.complex64
+            raise ValueError(f"unknown step realization {mode!r}; expected one of {list(STEP_MODES)}")
+        work = torch.complex128 if self.raw_A_real.dtype == torch.float64 else torch.complex64
         with torch.no_grad():
             st = self.structure(rate, dtype=torch.float64)
             lam, U, Q, dB, C = st["lam"], st["U"], st["Q"], st["dB"], st["C"]
@@ -207,22 +216,23 @@ class DPLRKernel(SSMKernel):
                 M2 = -torch.einsum("rhn,rhm->hnm", U, Q.conj())
                 cache = {"M1": M1, "M2": M2, "dB": dB, "C": C}
             else:
-                cache = self._diagonalize(st, tol)
+                cache = self._diagonalize(st, tol, rate)
                 work = torch.complex128
             self._step = {k: v.to(work) for k, v in cache.items()}
         self._step_mode = mode
 
-    def _diagonalize(self, st: dict, tol: float) -> dict[str, torch.Tensor]:
-        lam, U, Q, dB, C = st["lam"], st["U"], st["Q"], st["dB"], st["C"]
-        M1 = torch.diag_embed(lam) - torch.einsum("rhn,rhm->hnm", U, Q)
-        M2 = -torch.einsum("rhn,rhm->hnm", U, Q.conj())
-        # real form on s = [Re x; Im x]
-        A_r = torch.cat(
-            [torch.cat([(M1 + M2).real, (M2 - M1).imag], -1), torch.cat([(M1 + M2).imag, (M1 - M2).real], -1)], -2
-        )  # (H N N)
+    def _diagonalize(self, st: dict, tol: float, rate: float) -> dict[str, torch.Tensor]:
+        # The bilinear dA = (I - a A)^-1 (I + a A) is a rational function of A, so it has A's eigenvectors
+        # for every step size: the basis comes from the continuous A, hence the same for every ``rate``
+        # (a state in it stays valid when setup_step is called again at another rate).
+        dt, w, p, _, _ = self.ssm(rate, torch.float64)
+        A_r = _real_form(torch.diag_embed(w) - torch.einsum("rhn,rhm->hnm", p, p.conj()), -torch.einsum("rhn,rhm->hnm", p, p))
+        dB, C = st["dB"], st["C"]
         B_r = torch.cat([dB.real, dB.imag], -1)  # (H N)
         C_r = torch.cat([2 * C.real, -2 * C.imag], -1)  # (C H N)
-        mu, W = torch.linalg.eig(A_r)
+        lam_A, W = torch.linalg.eig(A_r)
+        a = (dt / 2).to(lam_A.dtype)
+        mu = (1 + a * lam_A) / (1 - a * lam_A)
         b = torch.linalg.solve(W, B_r.to(W.dtype)[..., None])[..., 0]  # (H N)
         c = torch.einsum("chn,hnm->chm", C_r.to(W.dtype), W)  # (C H N)
         # accuracy of the diagonal realisation against the exact kernel, and its cancellation factor
@@ -237,7 +247,7 @@ class DPLRKernel(SSMKernel):
         if radius >= 1.0 and st["lam"].abs().max().item() < 1.0:
             raise NumericalError(
                 f"step mode 'diagonal': the computed eigenvalues reach |mu|={radius:.6f} >= 1 although dA is stable; "
-                f"use mode='linear' (O(N) per step, exact) or mode='dense'"
+                f"use realization='linear' (O(N) per step, exact) or realization='dense'"
             )
         if not err <= tol:
             cond = torch.linalg.cond(W).max().item()
@@ -246,7 +256,7 @@ class DPLRKernel(SSMKernel):
                 f"condition number {cond:.2e}, the diagonal realisation is off by {realisation:.2e} (relative, "
                 f"float64) and loses a factor {cancellation:.2e} to cancellation, an estimated relative error "
                 f"{err:.2e} > tol={tol:g}. HiPPO matrices such as LegS are not stably diagonalisable; use "
-                f"mode='linear' (O(N) per step, exact) or mode='dense'."
+                f"realization='linear' (O(N) per step, exact) or realization='dense'."
             )
         return {"mu": mu, "b": b, "c": c, "W": W, "W_inv": torch.linalg.inv(W)}
 
@@ -268,25 +278,21 @@ class DPLRKernel(SSMKernel):
             return torch.einsum("chn,...hn->...ch", s["c"], state).real.to(u.real.dtype), state
         return 2 * torch.einsum("chn,...hn->...ch", s["C"], state).real, state
 
-    def default_state(self, *batch_shape: int, device=None) -> torch.Tensor:
-        state = self.canonical_state(*batch_shape, device=device)
+    def default_state(self, *batch_shape: int, device=None, dtype: torch.dtype | None = None) -> torch.Tensor:
         if self._step_mode == "diagonal":  # eigenbasis of the real N-dim system, complex128 (zero maps to zero)
-            return torch.zeros(*batch_shape, self.H, self.N, dtype=torch.complex128, device=state.device)
-        return state
+            return torch.zeros(*batch_shape, self.H, self.N, dtype=torch.complex128, device=device or self.raw_A_real.device)
+        return super().default_state(*batch_shape, device=device, dtype=dtype)
 
-    def to_step_state(self, state: torch.Tensor) -> torch.Tensor:
-        """Canonical state (*batch, H, N2) -> the state ``step`` uses in the current mode (eigenbasis for 'diagonal')."""
-        self._require_step()
-        if self._step_mode != "diagonal":
-            return state
-        s = torch.cat([state.real, state.imag], -1).to(self._step["W_inv"].dtype)  # (*B H N)
-        return torch.einsum("hnm,...hm->...hn", self._step["W_inv"], s)
-
-    def from_step_state(self, state: torch.Tensor) -> torch.Tensor:
-        """Inverse of :meth:`to_step_state`."""
-        self._require_step()
+    def _to_canonical(self, state: torch.Tensor) -> torch.Tensor:
+        """A state in the current form -> the canonical (*batch, H, N2) form the kernel math uses."""
         if self._step_mode != "diagonal":
             return state
         s = torch.einsum("hnm,...hm->...hn", self._step["W"], state).real
-        dtype = self.canonical_state(device="meta").dtype
-        return torch.complex(s[..., : self.N2], s[..., self.N2 :]).to(dtype)
+        return torch.complex(s[..., : self.N2], s[..., self.N2 :]).to(super().default_state(device="meta").dtype)
+
+    def _to_step_form(self, state: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`_to_canonical` (``like``: a state in the current form, for its dtype)."""
+        if self._step_mode != "diagonal":
+            return state
+        s = torch.cat([state.real, state.imag], -1).to(self._step["W_inv"].dtype)  # (*B H N)
+        return torch.einsum("hnm,...hm->...hn", self._step["W_inv"], s).to(like.dtype)

@@ -1,6 +1,9 @@
-"""Sequence layers sharing one interface: ``y, state = layer(x, state=None, rate=1.0, lengths=None)``."""
+"""Sequence layers sharing one contract (:class:`SequenceLayer`):
+``y, state = layer(x, state=None, *, rate=1.0, lengths=None)``, ``setup_step``, ``step``, ``default_state``."""
 
+from .base import Capabilities, CapabilityError, SequenceLayer, StateError
 from .fftconv import FFTConv
+from .registry import LAYERS, layer_names, make_layer
 from .s4block import S4Block
 
-__all__ = ["FFTConv", "S4Block"]
+__all__ = ["SequenceLayer", "Capabilities", "CapabilityError", "StateError", "FFTConv", "S4Block", "LAYERS", "make_layer", "layer_names"]

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import difflib
-import inspect
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ACTIVATIONS", "activation", "SequenceDropout", "linear", "INITIALIZERS", "check_options"]
+__all__ = ["ACTIVATIONS", "activation", "SequenceDropout", "linear", "INITIALIZERS"]
 
 ACTIVATIONS = ("id", "identity", "linear", "gelu", "relu", "silu", "swish", "tanh", "sigmoid", "elu", "softplus", "glu")
 
@@ -83,24 +80,3 @@ def linear(d_in: int, d_out: int, *, initializer: str | None = None, weight_norm
     if weight_norm:
         lin = nn.utils.parametrizations.weight_norm(lin)
     return lin
-
-
-def check_options(options: dict, allowed: set[str] | list, where: str) -> None:
-    """Raise TypeError for unknown keyword options, suggesting the closest valid names."""
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        hints = []
-        for name in unknown:
-            close = difflib.get_close_matches(name, list(allowed), n=2)
-            hints.append(f"{name!r}" + (f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""))
-        raise TypeError(f"{where} got unknown option(s) {', '.join(hints)}; valid options: {sorted(allowed)}")
-
-
-def init_args_of(*classes) -> set[str]:
-    names: set[str] = set()
-    for cls in classes:
-        for klass in cls.__mro__:
-            if "__init__" in vars(klass):
-                params = inspect.signature(klass.__init__).parameters
-                names |= {n for n, p in params.items() if n != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
-    return names

@@ -1,38 +1,40 @@
-"""FFTConv: an SSM kernel + FFT convolution + D skip + channels + bidirectional + state forwarding."""
+"""FFTConv: any registered convolution kernel + FFT convolution + D skip + channels + bidirectional + state.
+
+SSM kernels (``kernel='nplr'`` S4, ``'diag'`` S4D/DSS) bring their own recurrence.  A kernel without one
+(an explicit long convolution, ...) gets an exact FIR recurrence here when it has a finite length ``l_max``:
+the state is the last ``l_max - 1`` inputs, O(l_max) work per step.
+"""
 
 from __future__ import annotations
 
 import torch
 from einops import rearrange
-from torch import nn
 
-from ..kernels import KERNELS, SSMKernel
+from ..kernels import KERNELS, Kernel
 from ..ops.fftconv import fft_conv
-from ..ops.sequence import as_lengths, length_mask
-from ..shapes import to_channels_last, to_length_last
-from .common import SequenceDropout, check_options, init_args_of
+from ..registry import check_options, signature_options
+from .base import SequenceLayer
+from .common import SequenceDropout
 from .common import activation as make_activation
 
-__all__ = ["FFTConv", "MODES"]
+__all__ = ["FFTConv", "resolve_aliases"]
 
-MODES = tuple(KERNELS)
-_ALIASES = {"measure": "init", "real_type": "real_transform", "kernel": "mode"}
-_DEFAULT_INIT = {"nplr": "legs", "dplr": "legs", "s4": "legs", "diag": "legs", "s4d": "legs"}
+_ALIASES = {"measure": "init", "real_type": "real_transform", "mode": "kernel"}
 
 
 def resolve_aliases(options: dict, where: str) -> dict:
-    """Map the seed spellings (measure=, real_type=, kernel=) to ours; both spellings at once is an error."""
+    """Map the seed spellings (measure=, real_type=, mode=) to ours; both spellings at once is an error."""
     out = dict(options)
     for alias, name in _ALIASES.items():
         if alias in out:
-            if name in out:
+            if out.get(name) is not None:
                 raise TypeError(f"{where}: pass either {alias!r} or {name!r}, not both")
             out[name] = out.pop(alias)
     return out
 
 
-class FFTConv(nn.Module):
-    """Linear SSM layer in convolution mode, with a matching recurrent mode.
+class FFTConv(SequenceLayer):
+    """Linear convolution layer (an SSM in convolution mode), with a matching recurrent mode.
 
     Args:
         d_model: H.
@@ -44,11 +46,14 @@ class FFTConv(nn.Module):
         transposed: layout (B, H, L) instead of (B, L, H).
         dropout, tie_dropout: dropout on the output; tie shares the mask along the sequence.
         drop_kernel: dropout on the kernel itself (training only).
-        mode: 'nplr'/'dplr'/'s4' (S4, DPLR kernel) or 'diag'/'s4d' (S4D/DSS kernel).
-        **kernel_args: options of the kernel (see :class:`~statespaces.kernels.DiagKernel` and
-            :class:`~statespaces.kernels.DPLRKernel`), e.g. ``d_state``, ``init`` (alias ``measure``), ``disc``,
-            ``real_transform`` (alias ``real_type``), ``dt_min``, ``lr`` ...; unknown names raise TypeError.
+        kernel: a name of ``statespaces.kernels.KERNELS`` (alias ``mode``, the seeds' spelling):
+            'nplr'/'dplr'/'s4' (S4, DPLR kernel), 'diag'/'s4d' (S4D/DSS), 'longconv' (explicit taps).
+        **kernel_args: options of the kernel (see :class:`~statespaces.kernels.DiagKernel`,
+            :class:`~statespaces.kernels.DPLRKernel` ...), e.g. ``d_state``, ``init`` (alias ``measure``),
+            ``disc``, ``real_transform`` (alias ``real_type``), ``dt_min``, ``lr`` ...; unknown names raise.
     """
+
+    length_last = True
 
     def __init__(
         self,
@@ -62,78 +67,51 @@ class FFTConv(nn.Module):
         dropout: float = 0.0,
         tie_dropout: bool = False,
         drop_kernel: float = 0.0,
-        mode: str = "nplr",
+        kernel: str | None = None,
         **kernel_args,
     ):
-        super().__init__()
-        kernel_args = resolve_aliases(kernel_args, "FFTConv")
-        mode = kernel_args.pop("mode", mode)
-        if mode not in KERNELS:
-            raise ValueError(f"unknown mode {mode!r}; expected one of {list(KERNELS)}")
-        kernel_cls = KERNELS[mode]
-        allowed = init_args_of(kernel_cls) - {"d_model", "channels", "l_max"}
-        check_options(kernel_args, allowed, f"FFTConv(mode={mode!r})")
-        kernel_args.setdefault("init", _DEFAULT_INIT[mode])
-        if not isinstance(d_model, int) or d_model < 1:
-            raise ValueError(f"d_model must be a positive int, got {d_model!r}")
-        if not isinstance(channels, int) or channels < 1:
+        super().__init__(d_model, transposed=transposed, bidirectional=bidirectional)
+        kernel_args = resolve_aliases({"kernel": kernel, **kernel_args}, "FFTConv")
+        name = KERNELS.canonical(kernel_args.pop("kernel") or "nplr")
+        kernel_cls = KERNELS.get(name)
+        check_options(kernel_args, signature_options(kernel_cls) - {"d_model", "channels", "l_max"}, f"FFTConv(kernel={name!r})")
+        if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
             raise ValueError(f"channels must be a positive int, got {channels!r}")
-        self.d_model, self.l_max, self.transposed = d_model, l_max, transposed
-        self.bidirectional, self.swap_channels, self.mode = bidirectional, swap_channels, mode
-        self.channels = channels
+        self.l_max, self.swap_channels, self.kernel_name, self.channels = l_max, swap_channels, name, channels
         self.glu = activation == "glu"
         inner = channels * (2 if self.glu else 1)
-        self.kernel: SSMKernel = kernel_cls(d_model, channels=inner * (2 if bidirectional else 1), l_max=l_max, **kernel_args)
-        self.D = nn.Parameter(torch.randn(inner, d_model))
+        self.kernel: Kernel = kernel_cls(d_model, channels=inner * (2 if bidirectional else 1), l_max=l_max, **kernel_args)
+        self.recurrent = kernel_cls.recurrent
+        self.supports_rate = kernel_cls.supports_rate
+        self.supports_step = self.supports_state = self.recurrent or l_max is not None
+        self.D = torch.nn.Parameter(torch.randn(inner, d_model))
         self.activation = make_activation(activation, dim=-3)  # acts on (B C' H L); glu halves C'
         self.dropout = SequenceDropout(dropout, tie_dropout, length_last=True)
-        self.drop_kernel = nn.Dropout(drop_kernel) if drop_kernel > 0 else nn.Identity()
+        self.drop_kernel = torch.nn.Dropout(drop_kernel) if drop_kernel > 0 else torch.nn.Identity()
 
     @property
     def d_output(self) -> int:
         return self.d_model * self.channels
 
     @property
-    def d_state(self) -> int:
-        return self.kernel.N
+    def d_state(self) -> int | None:
+        return getattr(self.kernel, "N", None)
 
-    def _check_input(self, x: torch.Tensor) -> None:
-        if x.dim() != 3:
-            layout = "(B, H, L)" if self.transposed else "(B, L, H)"
-            raise ValueError(f"input must be 3-D {layout} with H={self.d_model}, got shape {tuple(x.shape)}")
-        H = x.shape[1] if self.transposed else x.shape[2]
-        if H != self.d_model:
-            axis = 1 if self.transposed else 2
-            raise ValueError(f"input width (axis {axis}) must be d_model={self.d_model}, got shape {tuple(x.shape)}")
+    def _output(self, y: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """(B C' H L) convolution output -> + D u, activation, flatten channels, dropout -> (B C*H L)."""
+        y = y + self.D[:, :, None] * u[:, None]
+        y = self.activation(y)  # glu acts on C'
+        y = rearrange(y, "b c h l -> b (h c) l" if self.swap_channels else "b c h l -> b (c h) l")
+        return self.dropout(y)
 
-    def _check_state(self, state: torch.Tensor, batch_shape: tuple, step: bool = False) -> None:
-        if self.bidirectional:
-            raise ValueError("state forwarding is undefined for bidirectional=True (the anti-causal kernel sees the future)")
-        ref = (self.kernel.default_state if step else self.kernel.canonical_state)(*batch_shape, device="meta")
-        if not isinstance(state, torch.Tensor) or state.shape != ref.shape or state.is_complex() != ref.is_complex():
-            got = f"{tuple(state.shape)} {state.dtype}" if isinstance(state, torch.Tensor) else repr(state)
-            raise ValueError(f"state must have shape {tuple(ref.shape)} ({ref.dtype}), got {got}")
-
-    def forward(self, x: torch.Tensor, state: torch.Tensor | None = None, rate: float = 1.0, lengths=None):
-        """x: (B, L, H) (or (B, H, L) transposed) -> (y (B, L, C*H), next_state (B, H, N2) or None).
-
-        ``next_state`` is returned when a ``state`` is passed (use ``default_state(B)`` to start from zero);
-        with ``lengths`` it is the state after each sequence's own last valid step.
-        """
-        self._check_input(x)
-        if not rate > 0:
-            raise ValueError(f"rate must be positive, got {rate}")
-        u = to_length_last(x, self.transposed)  # (B H L)
-        B, _, L = u.shape
-        lengths = as_lengths(lengths, B, L, device=u.device)
-        if state is not None:
-            self._check_state(state, (B,))
+    def _forward(self, u: torch.Tensor, state, rate: float, lengths):
+        """u (B, H, L) -> (y (B, C*H, L), next_state or None)."""
+        L = u.shape[-1]
         with torch.autocast(device_type=u.device.type, enabled=False):
             if u.dtype in (torch.float16, torch.bfloat16):
                 u = u.float()
-            if lengths is not None:
-                mask = length_mask(lengths, L)[:, None]  # (B 1 L)
-                u = u * mask
+            if state is not None and not self.recurrent:
+                return self._forward_history(u, state, lengths)
             L_k = L if self.l_max is None else min(L, max(1, round(self.l_max / rate)))
             if state is not None and L_k < L:
                 raise ValueError(f"state forwarding needs the kernel to cover the input: l_max/rate={L_k} < L={L}; feed chunks of at most {L_k} steps")
@@ -144,49 +122,65 @@ class FFTConv(nn.Module):
             y = fft_conv(u, k, bidirectional=self.bidirectional)  # (B C' H L)
             if k_state is not None:
                 y = y + k_state
-            y = y + self.D[:, :, None] * u[:, None]
-            y = self.activation(y)  # glu acts on C'
-            y = rearrange(y, "b c h l -> b (h c) l" if self.swap_channels else "b c h l -> b (c h) l")
-            y = self.dropout(y)
-            next_state = None
-            if state is not None:
-                next_state = self.kernel.forward_state(u, state, rate=rate, lengths=lengths)
-            if lengths is not None:
-                y = y * mask
-        return to_channels_last(y, self.transposed), next_state
+            y = self._output(y, u)
+            next_state = None if state is None else self.kernel.forward_state(u, state, rate=rate, lengths=lengths)
+        return y, next_state
 
-    def setup_step(self, **kwargs) -> None:
-        """Prepare the recurrent form (``mode=``, ``rate=`` ...; see the kernel's ``setup_step``)."""
-        if self.bidirectional:
-            raise ValueError("step mode is undefined for bidirectional=True")
-        self.kernel.setup_step(**kwargs)
+    def _forward_history(self, u: torch.Tensor, history: torch.Tensor, lengths):
+        """FIR state forwarding: convolve [history, u] with the full l_max-tap kernel."""
+        K = self.l_max
+        ext = torch.cat([history.to(u.dtype), u], -1)  # (B H K-1+L)
+        k, _ = self.kernel(K)
+        y = fft_conv(ext, self.drop_kernel(k))[..., K - 1 :]  # (B C' H L)
+        if lengths is None:
+            nxt = ext[..., ext.shape[-1] - (K - 1) :]
+        else:  # the K-1 inputs before each sequence's own end
+            idx = lengths[:, None, None] + torch.arange(K - 1, device=u.device)  # (B 1 K-1)
+            nxt = ext.gather(-1, idx.expand(-1, ext.shape[1], -1))
+        return self._output(y, u), nxt.to(history.dtype)
 
-    def step(self, x: torch.Tensor, state: torch.Tensor):
-        """One recurrent step: x (B, H) -> (y (B, C*H), next_state)."""
-        if self.bidirectional:
-            raise ValueError("step mode is undefined for bidirectional=True")
-        if x.dim() < 1 or x.shape[-1] != self.d_model:
-            raise ValueError(f"step input must be (B, H) with H={self.d_model}, got shape {tuple(x.shape)}")
-        self._check_state(state, tuple(x.shape[:-1]), step=True)
+    def _setup_step(self, realization: str | None = None, mode: str | None = None, rate: float = 1.0, **options) -> None:
+        """Prepare the recurrent form.  SSM kernels: ``realization`` (alias ``mode``, the reference's spelling)
+        picks how the recurrence is computed (S4: 'linear', 'dense', 'diagonal'), ``rate`` the step size
+        multiplier, plus kernel options such as ``tol``."""
+        if mode is not None:
+            if realization is not None:
+                raise TypeError("setup_step: pass either 'realization' or its alias 'mode', not both")
+            realization = mode
+        if self.recurrent:
+            self.kernel.setup_step(realization=realization, rate=rate, **options)
+            return
+        if realization is not None or options or rate != 1.0:
+            raise TypeError(f"setup_step: kernel {self.kernel_name!r} has a plain FIR recurrence with no options")
+        with torch.no_grad():
+            self._taps = self.kernel(self.l_max)[0].flip(-1)  # (C' H K): oldest input first
+
+    def step_options(self) -> set[str]:
+        if not self.recurrent:
+            return set()
+        return {"realization", "mode", "rate"} | signature_options(self.kernel.setup_step)
+
+    def _step(self, x: torch.Tensor, state: torch.Tensor):
+        """x (B, H) -> (y (B, C*H), next_state)."""
         with torch.autocast(device_type=x.device.type, enabled=False):
             if x.dtype in (torch.float16, torch.bfloat16):
                 x = x.float()
-            y, state = self.kernel.step(x, state)  # (B C' H)
-            y = y + self.D * x[..., None, :]
+            if self.recurrent:
+                y, state = self.kernel.step(x, state)  # (B C' H)
+            else:
+                if not hasattr(self, "_taps"):
+                    raise RuntimeError("call setup_step() before step(); it prepares the recurrent form from the current parameters")
+                window = torch.cat([state, x[..., None]], -1)  # (B H K)
+                y = torch.einsum("chk,bhk->bch", self._taps, window)
+                state = window[..., 1:]
+            y = y + self.D * x[:, None, :]
             y = self.activation(y[..., None]).squeeze(-1)
-            y = rearrange(y, "... c h -> ... (h c)" if self.swap_channels else "... c h -> ... (c h)")
+            y = rearrange(y, "b c h -> b (h c)" if self.swap_channels else "b c h -> b (c h)")
         return y, state
 
-    def default_state(self, *batch_shape: int, device=None) -> torch.Tensor:
-        """Zero state for ``step`` in the current step mode."""
-        return self.kernel.default_state(*batch_shape, device=device)
-
-    def canonical_state(self, *batch_shape: int, device=None) -> torch.Tensor:
-        """Zero state in the form ``forward(state=...)`` takes (the same as default_state except after
-        ``setup_step(mode='diagonal')`` of the DPLR kernel)."""
-        return self.kernel.canonical_state(*batch_shape, device=device)
-
-    def to_step_state(self, state: torch.Tensor) -> torch.Tensor:
-        """Convert a state returned by ``forward`` into the form ``step`` uses in the current mode."""
-        convert = getattr(self.kernel, "to_step_state", None)
-        return state if convert is None else convert(state)
+    def default_state(self, *batch_shape: int, device=None, dtype: torch.dtype | None = None):
+        """Zero state: the kernel's (SSM kernels, e.g. (B, H, N/2) complex), or the last ``l_max - 1`` inputs
+        (B, H, l_max - 1) for a kernel without a recurrence."""
+        if self.recurrent:
+            return self.kernel.default_state(*batch_shape, device=device, dtype=dtype)
+        return torch.zeros(*batch_shape, self.d_model, self.l_max - 1, dtype=dtype or self.param_dtype, device=device or self.D.device)

@@ -11,14 +11,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..ops.sequence import as_lengths, length_mask
+from .base import SequenceLayer
 from .common import SequenceDropout, activation, linear
 from .fftconv import FFTConv
 
 __all__ = ["S4Block"]
 
 
-class S4Block(nn.Module):
+class S4Block(SequenceLayer):
     """The full S4 layer of the seeds (``S4(...)``), with every option of :class:`FFTConv` plus:
 
     Args:
@@ -33,7 +33,8 @@ class S4Block(nn.Module):
         activation: activation after the SSM (default 'gelu').
         dropout, tie_dropout: dropout after the gate product (tie: one mask for the whole sequence).
         transposed: (B, H, L) layout instead of (B, L, H).
-        **layer_args: FFTConv / kernel options (mode, init/measure, d_state, disc, l_max, lr, ...).
+        **layer_args: FFTConv / kernel options (kernel (alias mode), init (alias measure), d_state, disc,
+            l_max, bidirectional, lr, ...).
     """
 
     def __init__(
@@ -52,20 +53,19 @@ class S4Block(nn.Module):
         transposed: bool = False,
         **layer_args,
     ):
-        super().__init__()
-        if not isinstance(d_model, int) or d_model < 1:
-            raise ValueError(f"d_model must be a positive int, got {d_model!r}")
+        super().__init__(d_model, transposed=transposed, bidirectional=bool(layer_args.get("bidirectional", False)))
         for arg, v in (("bottleneck", bottleneck), ("gate", gate)):
-            if v is not None and (not isinstance(v, int) or v < 1):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
                 raise ValueError(f"{arg} must be None or a positive int, got {v!r}")
         if bottleneck is not None and d_model % bottleneck:
             raise ValueError(f"bottleneck={bottleneck} must divide d_model={d_model}")
-        self.d_model, self.transposed = d_model, transposed
         self.gate, self.bottleneck = gate, bottleneck
         lin = dict(initializer=initializer, weight_norm=weight_norm)
         d_inner = d_model // bottleneck if bottleneck else d_model
         self.input_linear = linear(d_model, d_inner, **lin) if bottleneck else None
         self.layer = FFTConv(d_inner, activation=activation, transposed=False, **layer_args)
+        self.supports_step, self.supports_state = self.layer.supports_step, self.layer.supports_state
+        self.supports_rate = self.layer.supports_rate
         d_layer = self.layer.d_output
         if gate:
             self.input_gate = nn.Sequential(linear(d_model, d_model * gate, **lin), _act(gate_act))
@@ -87,17 +87,8 @@ class S4Block(nn.Module):
             self.output_linear = nn.Sequential(linear(d_layer, d_model, **lin), _act(final_act))
 
     @property
-    def d_output(self) -> int:
-        return self.d_model
-
-    @property
-    def d_state(self) -> int:
+    def d_state(self) -> int | None:
         return self.layer.d_state
-
-    def _check_input(self, x: torch.Tensor) -> None:
-        if x.dim() != 3 or x.shape[1 if self.transposed else 2] != self.d_model:
-            layout = "(B, H, L)" if self.transposed else "(B, L, H)"
-            raise ValueError(f"input must be 3-D {layout} with H={self.d_model}, got shape {tuple(x.shape)}")
 
     def _pre(self, x: torch.Tensor):
         v = self.input_gate(x) if self.gate else None
@@ -112,42 +103,27 @@ class S4Block(nn.Module):
         y = self.drop(y)
         return self.output_linear(y)
 
-    def forward(self, x: torch.Tensor, state: torch.Tensor | None = None, rate: float = 1.0, lengths=None):
-        """x: (B, L, H) (or (B, H, L) transposed) -> (y same shape, next_state or None)."""
-        self._check_input(x)
-        if self.transposed:
-            x = x.transpose(-1, -2)  # (B L H)
-        lengths = as_lengths(lengths, x.shape[0], x.shape[1], device=x.device)
-        mask = None
-        if lengths is not None:
-            mask = length_mask(lengths, x.shape[1])[..., None]  # (B L 1)
-            x = x * mask
+    def _forward(self, x: torch.Tensor, state, rate: float, lengths):
+        """x (B, L, H) -> (y (B, L, H), next_state or None)."""
         x, v = self._pre(x)
+        # through the inner layer's public forward: the input linear's bias must be masked out of the padding
         y, next_state = self.layer(x, state=state, rate=rate, lengths=lengths)
-        y = self._post(y, v)
-        if mask is not None:
-            y = y * mask
-        return (y.transpose(-1, -2) if self.transposed else y), next_state
+        return self._post(y, v), next_state
 
-    def setup_step(self, **kwargs) -> None:
-        self.layer.setup_step(**kwargs)
+    def _setup_step(self, **options) -> None:
+        self.layer.setup_step(**options)
 
-    def step(self, x: torch.Tensor, state: torch.Tensor):
+    def step_options(self) -> set[str]:
+        return self.layer.step_options()
+
+    def _step(self, x: torch.Tensor, state):
         """x (B, H) -> (y (B, H), next_state)."""
-        if x.dim() < 1 or x.shape[-1] != self.d_model:
-            raise ValueError(f"step input must be (B, H) with H={self.d_model}, got shape {tuple(x.shape)}")
         x, v = self._pre(x)
-        y, state = self.layer.step(x, state)
+        y, state = self.layer._step(x, state)
         return self._post(y, v), state
 
-    def default_state(self, *batch_shape: int, device=None) -> torch.Tensor:
-        return self.layer.default_state(*batch_shape, device=device)
-
-    def canonical_state(self, *batch_shape: int, device=None) -> torch.Tensor:
-        return self.layer.canonical_state(*batch_shape, device=device)
-
-    def to_step_state(self, state: torch.Tensor) -> torch.Tensor:
-        return self.layer.to_step_state(state)
+    def default_state(self, *batch_shape: int, device=None, dtype: torch.dtype | None = None):
+        return self.layer.default_state(*batch_shape, device=device, dtype=dtype)
 
 
 def _act(name: str | None) -> nn.Module:

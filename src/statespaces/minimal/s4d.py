@@ -1,4 +1,4 @@
-"""Minimal S4D, the version to learn from (self-contained: torch only).
+"""Minimal S4D, the version to learn from.
 
 S4D (Gu, Gupta, Goel, Re 2022) is a diagonal SSM  x' = A x + B u,  y = C x + D u  with
 A = diag(-1/2 + i pi n) (S4D-Lin), B = 1, discretised by zero-order hold with a learned step dt:
@@ -7,12 +7,17 @@ A = diag(-1/2 + i pi n) (S4D-Lin), B = 1, discretised by zero-order hold with a 
 
 The layer convolves its input with K (by FFT), adds D u, applies GELU and a position-wise GLU.
 It equals ``statespaces.S4Block(d, mode='diag', init='diag-lin', disc='zoh', real_transform='exp')``.
+
+The only thing it takes from the library is :class:`~statespaces.layers.base.SequenceLayer`, which does the
+bookkeeping every layer shares (layout, input checks, padding, state checks); everything below is the math.
 """
 
 import math
 
 import torch
 from torch import nn
+
+from ..layers.base import SequenceLayer
 
 
 class S4DKernel(nn.Module):
@@ -53,60 +58,51 @@ class S4DKernel(nn.Module):
             getattr(self, name)._optim = optim
 
 
-class S4D(nn.Module):
+class S4D(SequenceLayer):
+    length_last = True  # the FFT wants (B, H, L)
+    supports_rate = True
+
     def __init__(self, d_model, d_state=64, dropout=0.0, transposed=False, **kernel_args):
-        super().__init__()
-        self.d_model, self.d_state, self.transposed = d_model, d_state, transposed
+        super().__init__(d_model, transposed=transposed)
+        self.d_state = d_state
         self.D = nn.Parameter(torch.randn(d_model))
         self.kernel = S4DKernel(d_model, N=d_state, **kernel_args)
         self.activation = nn.GELU()
         self.dropout = nn.Dropout1d(dropout) if dropout > 0 else nn.Identity()  # one mask per sequence
         self.output_linear = nn.Sequential(nn.Conv1d(d_model, 2 * d_model, kernel_size=1), nn.GLU(dim=-2))
+        self.step_rate = 1.0
 
-    def forward(self, u, state=None, rate=1.0, lengths=None):
-        """u: (B, L, H), or (B, H, L) if transposed. Returns (y, final state or None).
-        ``rate`` multiplies dt; ``lengths`` (B,) zeroes the padding (not combined with ``state`` here)."""
-        if not self.transposed:
-            u = u.transpose(-1, -2)
+    def _forward(self, u, state, rate, lengths):
+        """u (B, H, L), padding already zero -> (y (B, H, L), final state or None)."""
         L = u.size(-1)
-        mask = None
-        if lengths is not None:
-            if state is not None:
-                raise ValueError("the minimal S4D does not combine lengths with state; use S4Block")
-            mask = (torch.arange(L, device=u.device) < torch.as_tensor(lengths, device=u.device).view(-1, 1))[:, None]
-            u = u * mask
         k = self.kernel(L=L, rate=rate)  # (H L)
         # causal convolution through the FFT (zero-padded to 2L, so no wrap-around)
         y = torch.fft.irfft(torch.fft.rfft(u, n=2 * L) * torch.fft.rfft(k, n=2 * L), n=2 * L)[..., :L]
         next_state = None
-        if state is not None:  # state x_(-1) adds 2 Re C dA^(l+1) x to y_l; x_(L-1) = dA^L x + sum dA^(L-1-l) dB u_l
+        if state is not None:  # state x_(-1) adds 2 Re C dA^(l+1) x to y_l; x_end = dA^n x + sum_l dA^(n-1-l) dB u_l
             dtA, dB, C = self.kernel.discrete(rate)
             powers, dA = self.kernel.powers(L, rate), torch.exp(dtA)
             y = y + 2 * torch.einsum("hn,bhn,hnl->bhl", C * dA, state, powers).real
-            drive = torch.einsum("bhl,hnl->bhn", u.to(powers.dtype), powers.flip(-1))
-            next_state = dA * powers[..., -1] * state + dB * drive
+            n = torch.full((u.shape[0],), L, device=u.device) if lengths is None else lengths  # steps taken
+            src = torch.arange(L, device=u.device) - (L - n)[:, None]  # (B L): right-align each sequence's n steps
+            u_end = torch.where(src[:, None] >= 0, u.gather(-1, src.clamp(min=0)[:, None].expand_as(u)), 0.0)
+            drive = torch.einsum("bhl,hnl->bhn", u_end.to(powers.dtype), powers.flip(-1))
+            next_state = torch.exp(dtA * n[:, None, None]) * state + dB * drive
         y = y + u * self.D[:, None]
         y = self.dropout(self.activation(y))
-        y = self.output_linear(y)
-        if mask is not None:
-            y = y * mask
-        return (y if self.transposed else y.transpose(-1, -2)), next_state
+        return self.output_linear(y), next_state
 
-    def default_state(self, *batch_shape, device=None):
-        dtype = torch.cdouble if self.D.dtype == torch.float64 else torch.cfloat
-        return torch.zeros(*batch_shape, self.d_model, self.d_state // 2, dtype=dtype, device=device)
+    def default_state(self, *batch_shape, device=None, dtype=None):
+        dtype = dtype or self.D.dtype
+        return torch.zeros(*batch_shape, self.d_model, self.d_state // 2, dtype=torch.cdouble if dtype == torch.float64 else torch.cfloat, device=device or self.D.device)
 
-    canonical_state = default_state
+    def _setup_step(self, rate=1.0):
+        """Nothing to precompute: ``step`` discretises on the fly (clear, not fast) at this ``rate``."""
+        self.step_rate = rate
 
-    def to_step_state(self, state):
-        return state
-
-    def setup_step(self, **kwargs):
-        """Nothing to prepare: ``step`` discretises on the fly (clear, not fast)."""
-
-    def step(self, u, state):
+    def _step(self, u, state):
         """One recurrent step x' = dA x + dB u, y = 2 Re C x' + D u: (B, H) -> (B, H)."""
-        dtA, dB, C = self.kernel.discrete()
+        dtA, dB, C = self.kernel.discrete(self.step_rate)
         state = torch.exp(dtA) * state + dB * u[..., None]
         y = 2 * torch.einsum("hn,bhn->bh", C, state).real + u * self.D
         y = self.output_linear(self.activation(y)[..., None])[..., 0]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .sequence import _MODEL_CLASSES, ModelConfig, SequenceModel
+from .sequence import MODEL_CLASSES, ModelConfig, SequenceModel
 
 __all__ = ["LanguageModel", "sample_next"]
 
@@ -51,13 +51,16 @@ class LanguageModel(SequenceModel):
         top_k: int | None = None,
         top_p: float = 1.0,
         generator: torch.Generator | None = None,
+        realization: str | None = None,
         step_mode: str | None = None,
     ) -> torch.Tensor:
         """Continue ``prompt`` (B, L0) by ``n`` tokens -> (B, L0 + n).
 
         The prompt is read in convolution mode with state forwarding (one pass), then each new token costs
-        one recurrent step through the stack: O(1) work per token, whatever the position.
+        one recurrent step through the stack: O(1) work per token for SSM layers, whatever the position.
+        ``realization`` (alias ``step_mode``) picks the recurrent form of the layers that have several (S4).
         """
+        realization = realization or step_mode
         if prompt.dim() != 2 or prompt.shape[1] < 1:
             raise ValueError(f"prompt must be a (B, L0) tensor of token ids with L0 >= 1, got shape {tuple(prompt.shape)}")
         if n < 0:
@@ -65,10 +68,8 @@ class LanguageModel(SequenceModel):
         was_training = self.training
         self.eval()
         try:
-            self.setup_step(**({} if step_mode is None else {"mode": step_mode}))
-            state = [block.layer.canonical_state(prompt.shape[0], device=prompt.device) for block in self.blocks]
-            logits, state = self(prompt, state=state)
-            state = [block.layer.to_step_state(s) for block, s in zip(self.blocks, state)]
+            self.setup_step(**({} if realization is None else {"realization": realization}))
+            logits, state = self(prompt, state=self.default_state(prompt.shape[0], device=prompt.device))
             logits = logits[:, -1]
             out = [prompt]
             for i in range(n):
@@ -81,4 +82,4 @@ class LanguageModel(SequenceModel):
             self.train(was_training)
 
 
-_MODEL_CLASSES["LanguageModel"] = LanguageModel
+MODEL_CLASSES.add("LanguageModel", LanguageModel)

@@ -7,59 +7,63 @@ Every unknown name is an error that lists the alternatives.
 
 from __future__ import annotations
 
-import difflib
+import functools
 from importlib import resources
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-__all__ = ["ConfigError", "experiment_names", "describe_experiments", "load_config", "DATA_LOADER_KEYS"]
+from ..registry import Registry, UnknownNameError, suggest
+
+__all__ = ["ConfigError", "experiments", "experiment_names", "describe_experiments", "load_config", "DATA_LOADER_KEYS"]
 
 DATA_LOADER_KEYS = ("name", "batch_size", "eval_batch_size", "num_workers")
 DEFAULT_EXPERIMENT = "smnist-s4d"
-_FAMILIES = {"ucr-": "ucr"}  # ucr-<Name> uses the ucr template with data.name=ucr/<Name>
+# families of experiments: "<prefix><Member>" uses the template file with data.name set from the member
+_FAMILIES = {"ucr-": ("ucr", "ucr/{}")}
+_FREE_SECTIONS = ("model.layer_options", "model.attn_options", "model.layers")  # checked by the layers themselves
 
 
 class ConfigError(ValueError):
-    """A configuration names something that does not exist or has a wrong value."""
+    """A configuration value is wrong (unknown names are :class:`UnknownNameError`)."""
 
 
 def _configs_dir():
     return resources.files("statespaces") / "configs"
 
 
-def experiment_names() -> list[str]:
-    names = sorted(p.name[:-5] for p in (_configs_dir() / "experiments").iterdir() if p.name.endswith(".yaml"))
-    return [n for n in names if n not in _FAMILIES.values()]
-
-
 def _load_yaml(path) -> DictConfig:
     return OmegaConf.create(path.read_text())
 
 
+@functools.lru_cache(maxsize=1)
+def experiments() -> Registry:
+    """The shipped experiments: one entry per ``configs/experiments/<name>.yaml`` (the object is the file),
+    plus a family entry per template (``ucr-<Name>``)."""
+    reg: Registry = Registry("experiment")
+    templates = {template: prefix for prefix, (template, _) in _FAMILIES.items()}
+    for path in sorted((_configs_dir() / "experiments").iterdir(), key=lambda p: p.name):
+        if path.name.endswith(".yaml"):
+            name = path.name[: -len(".yaml")]
+            reg.add(templates.get(name, name), path, str(_load_yaml(path).get("description", "")))
+    return reg
+
+
+def experiment_names() -> list[str]:
+    """The named experiments (families excluded)."""
+    return [e.name for e in experiments().entries() if not e.family]
+
+
 def describe_experiments() -> list[tuple[str, str]]:
-    out = []
-    for name in experiment_names():
-        out.append((name, str(_load_yaml(_configs_dir() / "experiments" / f"{name}.yaml").get("description", ""))))
-    for prefix, template in _FAMILIES.items():
-        desc = str(_load_yaml(_configs_dir() / "experiments" / f"{template}.yaml").get("description", ""))
-        out.append((f"{prefix}<Name>", desc))
-    return out
+    return [(e.name + ("<Name>" if e.family else ""), e.description) for e in experiments().entries()]
 
 
 def _experiment(name: str) -> DictConfig:
-    exp_dir = _configs_dir() / "experiments"
-    if (exp_dir / f"{name}.yaml").is_file() and name not in _FAMILIES.values():
-        return _load_yaml(exp_dir / f"{name}.yaml")
-    for prefix, template in _FAMILIES.items():
-        if name.startswith(prefix) and len(name) > len(prefix):
-            cfg = _load_yaml(exp_dir / f"{template}.yaml")
-            cfg.data.name = f"{template}/{name[len(prefix):]}"
-            return cfg
-    names = experiment_names() + [f"{p}<Name>" for p in _FAMILIES]
-    close = difflib.get_close_matches(name, names, n=3)
-    hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
-    raise ConfigError(f"unknown experiment {name!r}{hint}; available: {', '.join(names)}")
+    entry, member = experiments().lookup(name)
+    cfg = _load_yaml(entry.obj)
+    if member is not None:
+        cfg.data.name = _FAMILIES[entry.name][1].format(member)
+    return cfg
 
 
 def _parse_overrides(overrides: list[str]) -> DictConfig:
@@ -77,12 +81,11 @@ def _check_keys(cfg: DictConfig, base: DictConfig, where: str = "") -> None:
         path = f"{where}{key}"
         if path.startswith("data.") and key not in DATA_LOADER_KEYS:
             continue  # dataset options: checked against the builder
-        if path == "model.layer_options":
-            continue  # checked by the layer
+        if path in _FREE_SECTIONS:
+            continue
         if key not in base:
-            close = difflib.get_close_matches(str(key), [str(k) for k in base], n=2)
-            hint = f" (did you mean {' or '.join(repr(f'{where}{c}') for c in close)}?)" if close else ""
-            raise ConfigError(f"unknown config key {path!r}{hint}; valid keys here: {sorted(str(k) for k in base)}")
+            hint = suggest(f"{where}{key}", [f"{where}{k}" for k in base])
+            raise UnknownNameError(f"unknown config key {path!r}{hint}; valid keys here: {sorted(str(k) for k in base)}")
         if isinstance(base[key], DictConfig):
             if not isinstance(cfg[key], DictConfig):
                 raise ConfigError(f"config key {path!r} is a section; set its entries, e.g. {path}.{next(iter(base[key]))}=...")
@@ -103,15 +106,11 @@ def load_config(overrides: list[str] | None = None) -> DictConfig:
     _check_values(cfg)
     from ..data import dataset_options  # noqa: PLC0415  (keeps `statespaces experiments` light)
 
-    try:
-        valid = dataset_options(str(cfg.data.name))
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
+    valid = dataset_options(str(cfg.data.name))
     for key in cfg.data:
         if key not in DATA_LOADER_KEYS and key not in valid:
-            close = difflib.get_close_matches(str(key), list(valid), n=1)
-            hint = f" (did you mean 'data.{close[0]}'?)" if close else ""
-            raise ConfigError(
+            hint = suggest(f"data.{key}", [f"data.{v}" for v in valid], 1)
+            raise UnknownNameError(
                 f"dataset {cfg.data.name!r} has no option {key!r}{hint}; its options: {sorted(valid)}; "
                 f"loader options: {list(DATA_LOADER_KEYS)}"
             )
@@ -130,16 +129,21 @@ def _check_values(cfg: DictConfig) -> None:
     for path, choices in _CHOICES.items():
         value = OmegaConf.select(cfg, path)
         if value not in choices:
-            raise ConfigError(f"{path}={value!r} is not one of {list(choices)}")
-    from ..layers.registry import layer_names  # noqa: PLC0415
+            raise UnknownNameError(f"{path}={value!r} is not one of {list(choices)}{suggest(value, choices, 1)}")
+    from ..layers.registry import LAYERS  # noqa: PLC0415
 
-    if cfg.model.layer not in layer_names():
-        close = difflib.get_close_matches(str(cfg.model.layer), layer_names(), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ConfigError(f"unknown layer {cfg.model.layer!r}{hint}; model.layer must be one of {layer_names()}")
+    m = cfg.model
+    names = [("model.layer", m.layer)] + ([("model.attn_layer", m.attn_layer)] if m.attn_layer_idx else [])
+    for i, entry in enumerate(m.layers or []):
+        names.append((f"model.layers[{i}]", entry if isinstance(entry, str) else entry.get("name")))
+    for path, name in names:
+        try:
+            LAYERS.lookup(str(name))
+        except UnknownNameError as e:
+            raise UnknownNameError(f"{path}: {e}") from None
     for path in ("data.batch_size", "model.d_model", "model.n_layers"):
         value = OmegaConf.select(cfg, path)
-        if not isinstance(value, int) or value < 1:
+        if not (value is None and path == "model.n_layers") and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ConfigError(f"{path} must be a positive integer, got {value!r}")
 
 

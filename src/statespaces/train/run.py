@@ -30,6 +30,7 @@ from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from omegaconf import DictConfig, OmegaConf
 
 from ..data import get_dataset
+from ..registry import UnknownNameError
 from .config import DATA_LOADER_KEYS, ConfigError, save_config
 from .task import SequenceDataModule, SequenceTask
 
@@ -88,6 +89,17 @@ class SaveOnInterrupt(Callback):
 def _dataset(cfg: DictConfig):
     options = {k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items() if k not in DATA_LOADER_KEYS}
     return get_dataset(str(cfg.data.name), **options)
+
+
+def build_task(config: dict, spec: dict) -> SequenceTask:
+    """The task of a resolved config; a bad model option becomes a :class:`ConfigError` naming the section
+    (unknown names stay :class:`UnknownNameError`)."""
+    try:
+        return SequenceTask(config, spec)
+    except UnknownNameError:
+        raise
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"model: {e}") from e
 
 
 def _run_dir(cfg: DictConfig) -> tuple[Path, str | None]:
@@ -174,7 +186,7 @@ def train(cfg: DictConfig, callbacks: tuple = ()) -> dict:
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     run_dir, resume_ckpt = _run_dir(cfg)
     splits = _dataset(cfg)
-    task = SequenceTask(OmegaConf.to_container(cfg, resolve=True), _spec_dict(splits.spec))
+    task = build_task(OmegaConf.to_container(cfg, resolve=True), _spec_dict(splits.spec))
     dm = SequenceDataModule(splits, cfg.data.batch_size, cfg.data.eval_batch_size, cfg.data.num_workers, int(cfg.seed))
     trainer = _trainer(cfg, run_dir, task, callbacks)
     if trainer.is_global_zero:
