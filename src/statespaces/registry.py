@@ -16,7 +16,7 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generic, Iterable, Iterator, TypeVar
 
-__all__ = ["Registry", "Entry", "UnknownNameError", "suggest", "check_options", "signature_options"]
+__all__ = ["Registry", "Entry", "UnknownNameError", "suggest", "unknown", "check_options", "signature_options"]
 
 T = TypeVar("T")
 
@@ -30,6 +30,12 @@ def suggest(name: str, choices: Iterable[str], n: int = 2) -> str:
     """`` (did you mean 'x' or 'y'?)`` for the closest choices, or an empty string."""
     close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=n)
     return f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
+
+
+def unknown(kind: str, name: object, choices: Iterable[object]) -> UnknownNameError:
+    """The error for an unknown ``name`` of ``kind``: ``unknown disc 'euler' (did you mean ...?); expected one of [...]``."""
+    choices = list(choices)
+    return UnknownNameError(f"unknown {kind} {name!r}{suggest(str(name), map(str, choices))}; expected one of {choices}")
 
 
 def check_options(options: Iterable[str], allowed: Iterable[str], where: str) -> None:

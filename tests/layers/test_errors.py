@@ -140,3 +140,38 @@ def test_diagonal_step_mode_refuses_when_inaccurate():
         assert "realization='linear'" in str(e) and "condition number" in str(e)
     else:
         pytest.fail("expected NumericalError")
+
+
+def test_unknown_names_everywhere_are_one_error_type_with_a_suggestion():
+    cases = [
+        (lambda: FFTConv(8, mode="diag", disc="zho"), "unknown disc 'zho' \\(did you mean 'zoh'\\?\\)"),
+        (lambda: FFTConv(8, init="legss"), "unknown init 'legss' \\(did you mean 'legs'"),
+        (lambda: FFTConv(8, mode="diag", backend="cauhcy"), "unknown backend 'cauhcy' \\(did you mean 'cauchy'"),
+        (lambda: FFTConv(8, dt_transform="sofplus"), "unknown dt_transform 'sofplus' \\(did you mean 'softplus'"),
+        (lambda: S4Block(8, activation="gelu2"), "unknown activation 'gelu2' \\(did you mean 'gelu'"),
+        (lambda: S4Block(8, initializer="xavir"), "unknown initializer 'xavir' \\(did you mean 'xavier'"),
+        (lambda: FFTConv(8).setup_step(realization="lineer"), "unknown step realization 'lineer' \\(did you mean 'linear'"),
+    ]
+    for build, message in cases:
+        with pytest.raises(UnknownNameError, match=message):
+            build()
+
+
+def test_kernels_declare_their_own_optimizer_keys():
+    frozen = FFTConv(8, kernel="longconv", l_max=16, lr={"kernel": 0.0})
+    assert "weight" in dict(frozen.kernel.named_buffers())
+    with pytest.raises(UnknownNameError, match=r"unknown lr key\(s\) \['dt'\] for LongConvKernel; expected a subset of \['kernel'\]"):
+        FFTConv(8, kernel="longconv", l_max=16, lr={"dt": 0.0})
+    with pytest.raises(ValueError, match="kernel='longconv' needs l_max"):
+        FFTConv(8, kernel="longconv")
+
+
+def test_capabilities_a_layer_lacks_are_clear_errors():
+    bi = S4Block(8, d_state=4, bidirectional=True)
+    assert not bi.capabilities.step and not bi.capabilities.state and bi.capabilities.bidirectional
+    with pytest.raises(CapabilityError, match="bidirectional"):
+        bi.step(torch.randn(2, 8), None)
+    no_rate = S4Block(8, kernel="longconv", l_max=8)
+    assert no_rate.capabilities.rate is False
+    with pytest.raises(CapabilityError, match=r"rate=0.5 is not available.*no rate support"):
+        no_rate(torch.randn(2, 5, 8), rate=0.5)

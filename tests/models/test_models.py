@@ -46,7 +46,7 @@ def test_stack_conv_step_and_chunks_agree(layer, pool, prenorm, norm, ffn):
 
 
 def test_hybrid_stack_from_a_per_block_list():
-    model = _model(layers=["s4d", {"name": "s4", "d_state": 4}, {"name": "longconv", "l_max": 32}], pool="none").eval()
+    model = _model(layers=["s4d", {"name": "s4", "d_state": 4}, {"name": "longconv", "l_max": 32}], pool="none", layer_options={}).eval()
     kinds = [type(b.layer.layer.kernel).__name__ for b in model.blocks]
     assert kinds == ["DiagKernel", "DPLRKernel", "LongConvKernel"] and model.blocks[1].layer.d_state == 4
     x = torch.randn(2, 12, 3, dtype=torch.float64)
@@ -57,15 +57,29 @@ def test_hybrid_stack_from_a_per_block_list():
     torch.testing.assert_close(steps, out)
 
 
-def test_hybrid_stack_from_attn_layer_idx_uses_the_other_layer_there():
-    cfg = ModelConfig(d_model=8, n_layers=3, layer="s4d", layer_options={"d_state": 4}, attn_layer_idx=[1], attn_layer="longconv", attn_options={"l_max": 16})
-    assert cfg.block_specs() == [("s4d", {"d_state": 4}), ("longconv", {"l_max": 16}), ("s4d", {"d_state": 4})]
-    model = SequenceModel(cfg)
-    assert [type(b.layer.layer.kernel).__name__ for b in model.blocks] == ["DiagKernel", "LongConvKernel", "DiagKernel"]
+def test_hybrid_language_model_with_attention_at_attn_layer_idx_generates_like_its_forward():
+    """The H3 / Mega papers' hybrid: SSM blocks with attention at chosen depths, decoded with O(1) SSM steps and
+    a key/value cache, equal to rerunning the full forward on each prefix."""
+    cfg = ModelConfig(d_input=11, d_output=11, tokens=True, pool="none", d_model=8, n_layers=3, layer="s4d", layer_options={"d_state": 4},
+                      attn_layer_idx=[1], attn_options={"n_heads": 2}, prenorm=True, tie_embeddings=True)
+    assert cfg.block_specs() == [("s4d", {"d_state": 4}), ("mha", {"n_heads": 2}), ("s4d", {"d_state": 4})]
+    lm = LanguageModel(cfg).double()
+    assert [type(b.layer).__name__ for b in lm.blocks] == ["S4Block", "MultiHeadAttention", "S4Block"]
+    prompt = torch.randint(0, 11, (2, 5))
+    out = lm.generate(prompt, n=8, temperature=0)
+    with torch.no_grad():
+        for t in range(5, 13):
+            assert torch.equal(lm(out[:, :t])[0][:, -1].argmax(-1), out[:, t])
+
+
+def test_baselines_by_name_in_any_stack():
+    for name in ("gru", "lstm", "mha"):
+        model = _model(layer=name, layer_options={}).eval()
+        assert model(torch.randn(2, 9, 3, dtype=torch.float64))[0].shape == (2, 5)
 
 
 def test_setup_step_sends_each_option_to_the_layers_that_take_it():
-    model = _model(layers=[{"name": "s4", "d_state": 4}, {"name": "longconv", "l_max": 16}]).eval()
+    model = _model(layers=[{"name": "s4", "d_state": 4}, {"name": "longconv", "l_max": 16}], layer_options={}).eval()
     model.setup_step(realization="dense")  # only S4 has realizations
     assert model.blocks[0].layer.layer.kernel._step_mode == "dense"
     with pytest.raises(UnknownNameError, match="'realisation' \\(did you mean 'realization'"):
@@ -132,8 +146,10 @@ def test_model_errors():
         ModelConfig.from_dict({"d_modle": 4})
     with pytest.raises(ValueError, match="n_layers=4 but layers lists 2 blocks"):
         ModelConfig(n_layers=4, layers=["s4d", "s4"])
-    with pytest.raises(ValueError, match="either an explicit per-block 'layers' list or 'attn_layer_idx'"):
+    with pytest.raises(ValueError, match="either an explicit per-block 'layers' list .* or 'layer_options' / 'attn_layer_idx'"):
         ModelConfig(layers=["s4d"], attn_layer_idx=[0])
+    with pytest.raises(ValueError, match="either an explicit per-block 'layers' list"):
+        ModelConfig(layers=["s4d"], layer_options={"d_state": 4})
     with pytest.raises(ValueError, match=r"attn_layer_idx must hold distinct block indices in \[0, 2\), got \[2\]"):
         ModelConfig(n_layers=2, attn_layer_idx=[2])
     with pytest.raises(ValueError, match=r"layers\[1\] must be a layer name or a dict with a 'name' key"):

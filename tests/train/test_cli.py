@@ -25,6 +25,14 @@ def test_experiments_lists_one_line_each(capsys):
         assert required in names, required
 
 
+def test_layers_lists_the_registry_with_capabilities(capsys):
+    assert main(["layers"]) == 0
+    out = capsys.readouterr().out
+    for name in ("s4", "s4d", "dss", "gss", "longconv", "s4d-minimal", "mha", "gru", "lstm"):
+        assert f"\n{name} " in "\n" + out, name
+    assert "supports: step state rate lengths" in out
+
+
 def test_datasets_lists_extras(capsys):
     assert main(["datasets"]) == 0
     out = capsys.readouterr().out

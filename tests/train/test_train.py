@@ -31,6 +31,22 @@ def test_config_names_alternatives_for_unknown_things():
         load_config(["data.name=unit-test-sign", "data.n_trian=3"])
 
 
+@pytest.mark.parametrize("layer", ["gru", "lstm", "mha"])
+def test_any_experiment_reruns_with_a_baseline_by_one_override(layer, tiny_overrides):
+    """The experiment's layer options belong to its own layer; `model.layer=<baseline>` drops them."""
+    cfg = load_config(["experiment=smnist-s4d", "model.layer=" + layer])
+    assert cfg.model.layer == layer and cfg.model.layer_options == {}
+    plain = [o for o in tiny_overrides if "layer_options" not in o]
+    res = train(load_config(plain + ["model.layer=" + layer]))
+    assert 0.0 <= res["test/acc"] <= 1.0
+
+
+def test_a_per_block_layer_list_trains(tiny_overrides):
+    plain = [o for o in tiny_overrides if "layer_options" not in o and "n_layers" not in o]
+    res = train(load_config(plain + ["model.layers=[{name: s4d, d_state: 4}, {name: mha, n_heads: 2}, gru]"]))
+    assert res["parameters"] > 0 and 0.0 <= res["test/acc"] <= 1.0
+
+
 def test_default_config_is_the_main_job():
     cfg = load_config([])
     assert cfg.experiment == "smnist-s4d" and cfg.data.name == "smnist" and cfg.model.layer == "s4d"
@@ -112,8 +128,9 @@ def test_interruption_saves_a_checkpoint_that_resumes(tiny_overrides):
         ["trainer.precision=bf16-mixed", "scheduler.name=plateau", "trainer.early_stopping=1", "trainer.max_epochs=4"],
         ["scheduler.name=linear_warmup", "optimizer.name=sgd", "trainer.gradient_clip_val=0.5", "model.norm=batch", "model.prenorm=true"],
         ["scheduler.name=cosine_warmup", "optimizer.name=rmsprop", "model.layer=s4", "model.pool=last", "model.ffn=2"],
+        ["model.n_layers=3", "model.attn_layer_idx=[1]", "model.attn_options={n_heads: 2}", "model.prenorm=true"],
     ],
-    ids=["bf16-plateau-earlystop", "sgd-linear-warmup", "rmsprop-cosine-warmup"],
+    ids=["bf16-plateau-earlystop", "sgd-linear-warmup", "rmsprop-cosine-warmup", "hybrid-attn-idx"],
 )
 def test_training_options_run(tiny_overrides, extra):
     res = train(load_config(tiny_overrides + extra))

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..ops.discretize import TRANSFORMS, inv_transform, param_transform
-from ..registry import UnknownNameError
+from ..registry import UnknownNameError, unknown
 
 __all__ = ["Kernel", "SSMKernel", "c2r", "r2c"]
 
@@ -167,7 +167,7 @@ class SSMKernel(Kernel):
             raise ValueError(f"need 0 < dt_min <= dt_max, got dt_min={dt_min}, dt_max={dt_max}")
         for arg, v in (("dt_transform", dt_transform), ("real_transform", real_transform), ("imag_transform", imag_transform)):
             if v not in TRANSFORMS:
-                raise ValueError(f"unknown {arg} {v!r}; expected one of {list(TRANSFORMS)}")
+                raise unknown(arg, v, TRANSFORMS)
         self.dt_transform, self.real_transform, self.imag_transform = dt_transform, real_transform, imag_transform
         self.dt_tie, self.deterministic = dt_tie, deterministic
         self.dt_min, self.dt_max = dt_min, dt_max

@@ -17,6 +17,7 @@ from ..ops.discretize import DISCS, discretize_diag, dss_scale
 from ..ops.hippo import ssm_init
 from ..ops.sequence import right_align
 from ..ops.vandermonde import vandermonde, vandermonde_transpose
+from ..registry import unknown
 from .base import SSMKernel, c2r, r2c
 
 __all__ = ["DiagKernel"]
@@ -53,9 +54,9 @@ class DiagKernel(SSMKernel):
     ):
         super().__init__(d_model, d_state, channels, **base)
         if disc not in DISCS:
-            raise ValueError(f"unknown disc {disc!r}; expected one of {list(DISCS)}")
+            raise unknown("disc", disc, DISCS)
         if backend not in BACKENDS:
-            raise ValueError(f"unknown backend {backend!r}; expected one of {list(BACKENDS)}")
+            raise unknown("backend", backend, BACKENDS)
         if not is_real and d_state % 2:
             raise ValueError(f"d_state must be even for complex (conjugate-pair) modes, got {d_state}; or set is_real=True")
         if bandlimit is not None and is_real:
@@ -147,7 +148,7 @@ class DiagKernel(SSMKernel):
         """Prepare ``step``: the diagonal recurrence is its only realization (the names of the DPLR kernel's
         realizations are accepted: for a diagonal A they all coincide)."""
         if realization not in (None, "diagonal", "dense", "linear"):
-            raise ValueError(f"unknown step realization {realization!r}; expected None, 'dense', 'linear' or 'diagonal'")
+            raise unknown("step realization", realization, (None, "diagonal", "dense", "linear"))
         with torch.no_grad():
             log_dA, dB, C = self.discrete(rate, self.precise_dtype)
             if self.disc == "dss":

@@ -33,6 +33,7 @@ from ..ops.fftconv import series_inverse, series_mul
 from ..ops.hippo import ssm_init
 from ..ops.sequence import right_align
 from ..ops.vandermonde import vandermonde, vandermonde_transpose
+from ..registry import unknown
 from .base import SSMKernel, c2r, r2c
 from .diag import BACKENDS
 
@@ -89,7 +90,7 @@ class DPLRKernel(SSMKernel):
         if not isinstance(rank, int) or rank < 1:
             raise ValueError(f"rank must be a positive int, got {rank!r}")
         if backend not in BACKENDS:
-            raise ValueError(f"unknown backend {backend!r}; expected one of {list(BACKENDS)}")
+            raise unknown("backend", backend, BACKENDS)
         self.rank, self.backend, self.disc = rank, backend, disc
         self.N2 = d_state // 2
         w, P, B = ssm_init(init, d_state, rank, self.S, **dict(init_args or {}))
@@ -204,7 +205,7 @@ class DPLRKernel(SSMKernel):
         """
         mode = realization or "linear"
         if mode not in STEP_MODES:
-            raise ValueError(f"unknown step realization {mode!r}; expected one of {list(STEP_MODES)}")
+            raise unknown("step realization", mode, STEP_MODES)
         work = torch.complex128 if self.raw_A_real.dtype == torch.float64 else torch.complex64
         with torch.no_grad():
             st = self.structure(rate, dtype=torch.float64)

@@ -2,8 +2,24 @@
 ``y, state = layer(x, state=None, *, rate=1.0, lengths=None)``, ``setup_step``, ``step``, ``default_state``."""
 
 from .base import Capabilities, CapabilityError, SequenceLayer, StateError
+from .baselines import GRU, LSTM, KVCache, LSTMState, MultiHeadAttention
 from .fftconv import FFTConv
 from .registry import LAYERS, layer_names, make_layer
 from .s4block import S4Block
 
-__all__ = ["SequenceLayer", "Capabilities", "CapabilityError", "StateError", "FFTConv", "S4Block", "LAYERS", "make_layer", "layer_names"]
+__all__ = [
+    "SequenceLayer",
+    "Capabilities",
+    "CapabilityError",
+    "StateError",
+    "FFTConv",
+    "S4Block",
+    "GRU",
+    "LSTM",
+    "LSTMState",
+    "MultiHeadAttention",
+    "KVCache",
+    "LAYERS",
+    "make_layer",
+    "layer_names",
+]

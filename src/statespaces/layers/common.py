@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..registry import unknown
+
 __all__ = ["ACTIVATIONS", "activation", "SequenceDropout", "linear", "INITIALIZERS"]
 
 ACTIVATIONS = ("id", "identity", "linear", "gelu", "relu", "silu", "swish", "tanh", "sigmoid", "elu", "softplus", "glu")
@@ -28,7 +30,7 @@ def activation(name: str | None, dim: int = -1) -> nn.Module:
     if name == "glu":
         return nn.GLU(dim=dim)
     if name not in table:
-        raise ValueError(f"unknown activation {name!r}; expected None or one of {list(ACTIVATIONS)}")
+        raise unknown("activation", name, (None, *ACTIVATIONS))
     return table[name]()
 
 
@@ -74,7 +76,7 @@ def linear(d_in: int, d_out: int, *, initializer: str | None = None, weight_norm
         elif initializer == "one":
             nn.init.ones_(lin.weight)
         else:
-            raise ValueError(f"unknown initializer {initializer!r}; expected one of {list(INITIALIZERS)}")
+            raise unknown("initializer", initializer, INITIALIZERS)
         if bias and initializer is not None:
             nn.init.zeros_(lin.bias)
     if weight_norm:

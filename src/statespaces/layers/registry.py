@@ -12,6 +12,7 @@ from typing import Callable
 from ..minimal.s4d import S4D as MinimalS4D
 from ..registry import Registry
 from .base import SequenceLayer
+from .baselines import GRU, LSTM, MultiHeadAttention
 from .fftconv import resolve_aliases
 from .s4block import S4Block
 
@@ -48,3 +49,6 @@ _add(
 )
 _add("longconv", {"kernel": "longconv"}, "Long convolution: an explicit l_max-tap kernel (Fu et al. 2023), FIR step", {"l_max": 64})
 LAYERS.add("s4d-minimal", MinimalS4D, "the pedagogical minimal S4D (seed s4d.py)", example={"d_state": 8})
+LAYERS.add("mha", MultiHeadAttention, "causal multi-head attention (rotary positions, key/value-cache step): the Transformer baseline and the attention of H3 / Mega hybrids", example={"n_heads": 2})
+LAYERS.add("gru", GRU, "GRU baseline (torch's nn.GRU behind the same contract)")
+LAYERS.add("lstm", LSTM, "LSTM baseline (torch's nn.LSTM behind the same contract)")

@@ -83,8 +83,8 @@ class ModelConfig:
         if self.layers is not None:
             if not isinstance(self.layers, (list, tuple)) or not self.layers:
                 raise ValueError(f"layers must be a non-empty list of layer names or {{'name': ..., **options}} dicts, got {self.layers!r}")
-            if self.attn_layer_idx:
-                raise ValueError("give either an explicit per-block 'layers' list or 'attn_layer_idx', not both")
+            if self.attn_layer_idx or self.layer_options:
+                raise ValueError("give either an explicit per-block 'layers' list (with each block's options) or 'layer_options' / 'attn_layer_idx', not both")
             if self.n_layers is not None and self.n_layers != len(self.layers):
                 raise ValueError(f"n_layers={self.n_layers} but layers lists {len(self.layers)} blocks; set n_layers to match, or to None")
             self.layers = [dict(e) if isinstance(e, dict) else e for e in self.layers]

@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..registry import unknown
+
 __all__ = ["TRANSFORMS", "DISCS", "param_transform", "inv_transform", "discretize_diag", "dss_scale"]
 
 TRANSFORMS = ("none", "exp", "relu", "sigmoid", "softplus")
@@ -23,7 +25,7 @@ DISCS = ("zoh", "bilinear", "dss")
 
 def _check(kind: str, arg: str) -> None:
     if kind not in TRANSFORMS:
-        raise ValueError(f"unknown {arg} {kind!r}; expected one of {list(TRANSFORMS)}")
+        raise unknown(arg, kind, TRANSFORMS)
 
 
 def param_transform(x: torch.Tensor, kind: str, arg: str = "transform") -> torch.Tensor:
@@ -75,7 +77,7 @@ def discretize_diag(dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor, disc: st
     if disc == "bilinear":
         den = 1 - dtA / 2
         return torch.log((1 + dtA / 2) / den), dt * B / den
-    raise ValueError(f"unknown disc {disc!r}; expected one of {list(DISCS)}")
+    raise unknown("disc", disc, DISCS)
 
 
 def dss_scale(log_dA: torch.Tensor, L: int) -> tuple[torch.Tensor, torch.Tensor]:

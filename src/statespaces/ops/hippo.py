@@ -23,6 +23,8 @@ import math
 
 import torch
 
+from ..registry import unknown
+
 __all__ = [
     "MEASURES",
     "DIAG_INITS",
@@ -54,7 +56,7 @@ def _measure(name: str) -> str:
     for canon, aliases in MEASURES.items():
         if name in aliases:
             return canon
-    raise ValueError(f"unknown HiPPO measure {name!r}; expected one of {sorted(a for v in MEASURES.values() for a in v)}")
+    raise unknown("HiPPO measure", name, sorted(a for v in MEASURES.values() for a in v))
 
 
 def transition(measure: str, N: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -164,7 +166,7 @@ def nplr(measure: str, N: int, rank: int = 1) -> tuple[torch.Tensor, torch.Tenso
 def _diag_name(init: str) -> str:
     name = _DIAG_ALIASES.get(init, init)
     if name not in DIAG_INITS:
-        raise ValueError(f"unknown diagonal init {init!r}; expected one of {list(DIAG_INITS)}")
+        raise unknown("diagonal init", init, DIAG_INITS)
     return name
 
 
@@ -223,7 +225,7 @@ def diagonal(
     elif B_init == "unit-ccw":
         B = torch.exp(2j * math.pi * n / N)
     else:
-        raise ValueError(f"unknown B_init {B_init!r}; expected constant, random, alternating, unit-cw or unit-ccw")
+        raise unknown("B_init", B_init, ("constant", "random", "alternating", "unit-cw", "unit-ccw"))
     return w.to(_C128), B_scale * B
 
 
@@ -243,12 +245,12 @@ def expand_init(init: str) -> tuple[str, ...]:
             try:
                 _diag_name(rest)
             except ValueError:
-                raise ValueError(f"unknown init {init!r}; expected one of {init_names()}") from None
+                raise unknown("init", init, init_names()) from None
         else:
             try:
                 _measure(m)
             except ValueError:
-                raise ValueError(f"unknown init {init!r}; expected one of {init_names()}") from None
+                raise unknown("init", init, init_names()) from None
     return members
 
 

@@ -101,6 +101,14 @@ def load_config(overrides: list[str] | None = None) -> DictConfig:
     exp = _experiment(name)
     for layer in (exp, cli):
         _check_keys(layer, base)
+    new_layer = OmegaConf.select(cli, "model.layer")
+    swapped = new_layer is not None and new_layer != OmegaConf.select(exp, "model.layer", default=base.model.layer)
+    listed = OmegaConf.select(cli, "model.layers") is not None
+    if (swapped or listed) and "model" in exp:
+        # the experiment's layer options belong to its own layer (`model.layer=gru` reruns it with a baseline),
+        # and a per-block list given here also sets the depth
+        for key in ("layer_options", "layers") + (("n_layers",) if listed else ()):
+            exp.model.pop(key, None)
     cfg = OmegaConf.merge(base, exp, cli)
     cfg.experiment = name
     _check_values(cfg)

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["lr_multiplier"]
+from ..registry import unknown
+
+__all__ = ["lr_multiplier", "SCHEDULES"]
+
+SCHEDULES = ("constant", "cosine", "cosine_warmup", "linear_warmup")
 
 
 def lr_multiplier(name: str, step: int, total: int, warmup: int = 0, min_ratio: float = 0.0) -> float:
@@ -24,4 +28,4 @@ def lr_multiplier(name: str, step: int, total: int, warmup: int = 0, min_ratio: 
         return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
     if name == "linear_warmup":
         return min_ratio + (1 - min_ratio) * (1 - progress)
-    raise ValueError(f"unknown schedule {name!r}")
+    raise unknown("schedule", name, SCHEDULES)
