@@ -129,7 +129,7 @@ def main() -> None:
     floor = {(r["L"]): r for r in rows if r["kind"] == "floor"}
     name = {"nplr": "S4 (nplr)", "diag": "S4D (diag)", "floor": "FFT floor"}
     print(f"layer: S4Block(H={H}, N={N}), input ({B}, L, {H}), float32, {torch.get_num_threads()} threads, torch {torch.__version__}")
-    print(f"| layer | L | fwd median s | fwd min s | x floor | fwd+bwd median s | fwd+bwd min s | x floor | peak RSS MB |")
+    print("| layer | L | fwd median s | fwd min s | x floor | fwd+bwd median s | fwd+bwd min s | x floor | peak RSS MB |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         f = floor[r["L"]]

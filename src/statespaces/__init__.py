@@ -1,10 +1,8 @@
 """statespaces: structured state space sequence models (S4 and its family) in pure PyTorch."""
 
-from . import ops
+from . import minimal, ops
 from .kernels import KERNELS, DiagKernel, DPLRKernel, Kernel, LongConvKernel, NumericalError, SSMKernel
 from .layers import LAYERS, Capabilities, CapabilityError, FFTConv, S4Block, SequenceLayer, StateError, make_layer
-
-from . import minimal  # noqa: E402  (after layers: the minimal S4D is a SequenceLayer, and layers registers it)
 from .optim import param_groups
 from .registry import Registry, UnknownNameError
 

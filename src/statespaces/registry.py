@@ -14,7 +14,7 @@ from __future__ import annotations
 import difflib
 import inspect
 from dataclasses import dataclass, field
-from typing import Any, Callable, Generic, Iterable, Iterator, TypeVar
+from typing import Callable, Generic, Iterable, Iterator, TypeVar
 
 __all__ = ["Registry", "Entry", "UnknownNameError", "suggest", "unknown", "check_options", "signature_options"]
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 import tempfile
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 from functools import partial
 from typing import Callable
 
-from ..minimal.s4d import S4D as MinimalS4D
 from ..registry import Registry
 from .base import SequenceLayer
 from .baselines import GRU, LSTM, MultiHeadAttention
@@ -48,7 +47,13 @@ _add(
     {"d_state": 8},
 )
 _add("longconv", {"kernel": "longconv"}, "Long convolution: an explicit l_max-tap kernel (Fu et al. 2023), FIR step", {"l_max": 64})
-LAYERS.add("s4d-minimal", MinimalS4D, "the pedagogical minimal S4D (seed s4d.py)", example={"d_state": 8})
+def _minimal(d_model: int, **options) -> SequenceLayer:
+    from ..minimal.s4d import S4D  # noqa: PLC0415  (the minimal file builds on layers.base: no import cycle)
+
+    return S4D(d_model, **options)
+
+
+LAYERS.add("s4d-minimal", _minimal, "the pedagogical minimal S4D (seed s4d.py)", example={"d_state": 8})
 LAYERS.add("mha", MultiHeadAttention, "causal multi-head attention (rotary positions, key/value-cache step): the Transformer baseline and the attention of H3 / Mega hybrids", example={"n_heads": 2})
 LAYERS.add("gru", GRU, "GRU baseline (torch's nn.GRU behind the same contract)")
 LAYERS.add("lstm", LSTM, "LSTM baseline (torch's nn.LSTM behind the same contract)")
