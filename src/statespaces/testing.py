@@ -26,7 +26,7 @@ from .layers.base import Capabilities, CapabilityError, SequenceLayer, StateErro
 from .layers.registry import LAYERS
 from .models import LanguageModel, ModelConfig, SequenceModel
 
-__all__ = ["check_layer", "ConformanceError", "Report"]
+__all__ = ["check_layer", "run_steps", "ConformanceError", "Report"]
 
 _fresh_names = itertools.count()
 
@@ -55,6 +55,16 @@ class Report:
         lines = [f"{self.layer}: {self.capabilities}"]
         lines += [f"  {name:<12} {outcome}" for name, outcome in self.results]
         return "\n".join(lines)
+
+
+def run_steps(layer, x: torch.Tensor, state):
+    """Run ``layer.step`` over x (B, L, ...) from ``state`` -> (outputs stacked along dim 1, final state).
+    Works for a layer or a model (anything with ``step(x_t, state)``)."""
+    ys = []
+    for t in range(x.shape[1]):
+        y, state = layer.step(x[:, t], state)
+        ys.append(y)
+    return torch.stack(ys, 1), state
 
 
 def _close(got: torch.Tensor, want: torch.Tensor, check: str, what: str, rtol: float, atol: float) -> None:
@@ -143,11 +153,7 @@ class _Context:
         self.x: torch.Tensor
 
     def steps(self, x: torch.Tensor, state):
-        ys = []
-        for t in range(x.shape[1]):
-            y, state = self.net.step(x[:, t], state)
-            ys.append(y)
-        return torch.stack(ys, 1), state
+        return run_steps(self.net, x, state)
 
     def cont(self, state, z: torch.Tensor) -> torch.Tensor:
         """Outputs of continuing from ``state`` with ``z``: how states are compared."""

@@ -14,7 +14,7 @@ import torch
 from statespaces import CapabilityError, UnknownNameError
 from statespaces.layers.base import state_leaves
 from statespaces.layers.baselines import GRU, LSTM, KVCache, LSTMState, MultiHeadAttention
-from statespaces.testing import check_layer
+from statespaces.testing import check_layer, run_steps
 
 B, L, H = 3, 16, 8
 DT = torch.float64
@@ -42,14 +42,6 @@ def _id(p):
 
 def make(cls, **options):
     return cls(H, **options).to(DT).eval()
-
-
-def steps(layer, x, state):
-    ys = []
-    for t in range(x.shape[1]):
-        y, state = layer.step(x[:, t], state)
-        ys.append(y)
-    return torch.stack(ys, 1), state
 
 
 def row(state, b):
@@ -81,7 +73,7 @@ def test_forward_equals_steps_equals_chunks(cls, options):
     y0, s_full = layer(x, state=layer.default_state(B))
     torch.testing.assert_close(y0, y)
     layer.setup_step()
-    ys, s_steps = steps(layer, x, layer.default_state(B))
+    ys, s_steps = run_steps(layer, x, layer.default_state(B))
     torch.testing.assert_close(ys, y)
     state, outs, start = layer.default_state(B), [], 0
     for n in (7, 1, L - 8):

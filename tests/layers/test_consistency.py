@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from statespaces import FFTConv, S4Block
-from statespaces.testing import check_layer
+from statespaces.testing import check_layer, run_steps
 
 H, L, B = 4, 24, 2
 
@@ -47,14 +47,6 @@ DIAG = [
     dict(measure="diag-lin", disc="zoh", real_type="exp", deterministic=True),
 ]
 CONFIGS = [("nplr", c) for c in NPLR] + [("diag", c) for c in DIAG]
-
-
-def _run_steps(layer, x, state):
-    ys = []
-    for t in range(x.shape[1]):
-        y, state = layer.step(x[:, t], state)
-        ys.append(y)
-    return torch.stack(ys, 1), state
 
 
 def _check(factory, options, realizations=(None,)):
@@ -201,7 +193,7 @@ def test_float32_step_modes_agree_with_conv_at_d_state_64(mode):
         y, _ = layer(x)
         for step_mode in ("dense", "linear", "diagonal"):
             layer.setup_step(mode=step_mode)
-            ys, _ = _run_steps(layer, x, layer.default_state(2))
+            ys, _ = run_steps(layer, x, layer.default_state(2))
             err = ((ys - y).abs().max() / y.abs().max()).item()
             assert err < 1e-4, (step_mode, err)
 

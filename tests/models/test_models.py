@@ -5,6 +5,7 @@ from statespaces import FFTConv
 from statespaces.layers import LAYERS, StateError
 from statespaces.models import LanguageModel, ModelConfig, SequenceModel
 from statespaces.registry import UnknownNameError
+from statespaces.testing import run_steps
 
 
 def _model(**kw):
@@ -15,14 +16,6 @@ def _model(**kw):
 
 
 STACKS = [("mean", False, "layer", None), ("last", True, "rms", 2), ("none", True, "batch", None)]
-
-
-def _run_steps(model, x, state):
-    outs = []
-    for t in range(x.shape[1]):
-        y, state = model.step(x[:, t], state)
-        outs.append(y)
-    return torch.stack(outs, 1), state
 
 
 @pytest.mark.parametrize("pool,prenorm,norm,ffn", STACKS)
@@ -37,7 +30,7 @@ def test_stack_conv_step_and_chunks_agree(layer, pool, prenorm, norm, ffn):
         assert out.shape == ((2, 5) if pool != "none" else (2, 20, 5))
         if caps.step:
             model.setup_step()
-            steps, _ = _run_steps(model, x, model.default_state(2))
+            steps, _ = run_steps(model, x, model.default_state(2))
             torch.testing.assert_close(steps if pool == "none" else steps[:, -1], out)
         if caps.state:  # chunked state forwarding through the whole stack, pooling included
             a, state = model(x[:, :7], state=model.default_state(2))
@@ -53,7 +46,7 @@ def test_hybrid_stack_from_a_per_block_list():
     with torch.no_grad():
         out, _ = model(x)
         model.setup_step()
-        steps, _ = _run_steps(model, x, model.default_state(2))
+        steps, _ = run_steps(model, x, model.default_state(2))
     torch.testing.assert_close(steps, out)
 
 

@@ -25,7 +25,7 @@ from torch import nn
 from ..ops.discretize import TRANSFORMS, inv_transform, param_transform
 from ..registry import UnknownNameError, unknown
 
-__all__ = ["Kernel", "SSMKernel", "c2r", "r2c"]
+__all__ = ["Kernel", "SSMKernel", "c2r", "r2c", "param_dtype"]
 
 # parameter names before issue 6: they held the unconstrained (pre-transform) values, hence the rename
 _RENAMED = {"inv_dt": "raw_dt", "A_real": "raw_A_real", "A_imag": "raw_A_imag"}
@@ -37,6 +37,14 @@ def c2r(x: torch.Tensor) -> torch.Tensor:
 
 def r2c(x: torch.Tensor) -> torch.Tensor:
     return torch.view_as_complex(x if x.is_contiguous() else x.contiguous())
+
+
+def param_dtype(module: nn.Module) -> torch.dtype:
+    """The real dtype of a module's floating tensors (float32 by default, float64 after ``double()``)."""
+    for t in (*module.parameters(), *module.buffers()):
+        if t.is_floating_point():
+            return t.dtype
+    return torch.get_default_dtype()
 
 
 class Kernel(nn.Module):
@@ -103,10 +111,7 @@ class Kernel(nn.Module):
 
     @property
     def param_dtype(self) -> torch.dtype:
-        for t in (*self.parameters(), *self.buffers()):
-            if t.is_floating_point():
-                return t.dtype
-        return torch.get_default_dtype()
+        return param_dtype(self)
 
     def forward(self, L: int, rate: float = 1.0, state: Any = None):
         """-> (k (C, H, L), None)."""

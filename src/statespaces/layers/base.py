@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
+from ..kernels.base import param_dtype
 from ..ops.sequence import as_lengths, length_mask
 from ..registry import signature_options
 
@@ -113,10 +114,7 @@ class SequenceLayer(nn.Module):
     @property
     def param_dtype(self) -> torch.dtype:
         """The real dtype of the layer's floating tensors (float32 by default, float64 after ``double()``)."""
-        for t in (*self.parameters(), *self.buffers()):
-            if t.is_floating_point():
-                return t.dtype
-        return torch.get_default_dtype()
+        return param_dtype(self)
 
     def _require(self, capability: str, what: str) -> None:
         if not getattr(self.capabilities, capability):
