@@ -41,6 +41,13 @@ def _kv(args: list[str], allowed: dict[str, object], command: str) -> dict[str, 
     return {**{k: v for k, v in allowed.items() if v is not ...}, **out}
 
 
+def _number(opts: dict, key: str, kind: type):
+    try:
+        return kind(opts[key])
+    except ValueError:
+        raise UsageError(f"{key} must be {'an integer' if kind is int else 'a number'}, got {opts[key]!r}") from None
+
+
 def cmd_train(args: list[str]) -> int:
     from .train.config import load_config  # noqa: PLC0415
     from .train.run import train  # noqa: PLC0415
@@ -90,15 +97,18 @@ def cmd_generate(args: list[str]) -> int:
     if not opts["prompt"]:
         raise UsageError("generate: prompt must not be empty")
     prompt = torch.tensor([[stoi[c] for c in opts["prompt"]]])
-    g = torch.Generator().manual_seed(int(opts["seed"]))
-    out = model.generate(
-        prompt,
-        n=int(opts["n"]),
-        temperature=float(opts["temperature"]),
-        top_p=float(opts["top_p"]),
-        top_k=int(opts["top_k"]) or None,
-        generator=g,
-    )
+    g = torch.Generator().manual_seed(_number(opts, "seed", int))
+    try:
+        out = model.generate(
+            prompt,
+            n=_number(opts, "n", int),
+            temperature=_number(opts, "temperature", float),
+            top_p=_number(opts, "top_p", float),
+            top_k=_number(opts, "top_k", int) or None,
+            generator=g,
+        )
+    except ValueError as e:  # the sampling options, checked by generate() before any work
+        raise UsageError(f"generate: {e}") from None
     print("".join(itos[i] for i in out[0].tolist()))
     return 0
 
@@ -178,10 +188,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from .data import MissingExtra  # noqa: PLC0415
     from .train.config import ConfigError  # noqa: PLC0415
+    from .train.run import CheckpointError  # noqa: PLC0415
 
     try:
         return globals()[f"cmd_{command}"](args)
-    except (UsageError, ConfigError, UnknownNameError, MissingExtra, FileNotFoundError) as e:
+    except (UsageError, ConfigError, UnknownNameError, CheckpointError, MissingExtra, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

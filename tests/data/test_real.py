@@ -17,6 +17,7 @@ from statespaces.data import MissingExtra, collate, get_dataset, list_datasets
 from statespaces.data.images import CIFAR_MEAN, CIFAR_STD
 from statespaces.data.text import stdlib_corpus
 from statespaces.data.timeseries import forecast_splits, read_ts, synthetic_series
+from statespaces.registry import UnknownNameError
 
 OPTIONAL = ("sklearn", "statsmodels", "aeon", "mlxtend", "mnist1d", "pandas", "numba", "matplotlib")
 
@@ -200,8 +201,14 @@ def test_japanese_vowels_is_variable_length_and_zero_padded(build):
 
 
 def test_unknown_ucr_set_names_the_available_ones():
-    with pytest.raises(ValueError, match="GunPoint"):
-        get_dataset("ucr/NoSuchSet")
+    with pytest.raises(UnknownNameError, match="unknown UCR/UEA set 'GunPont' \\(did you mean 'GunPoint'.*ItalyPowerDemand"):
+        get_dataset("ucr/GunPont")
+
+
+@pytest.mark.parametrize("name", ["../../etc", "..", "GunPoint/../GunPoint", "/tmp", "Gun Point"])
+def test_a_ucr_set_name_is_never_a_path(name):
+    with pytest.raises(UnknownNameError, match="unknown UCR/UEA set"):
+        get_dataset(f"ucr/{name}")
 
 
 def test_read_ts_parses_dimensions_labels_and_missing_values(tmp_path):

@@ -166,3 +166,50 @@ def test_model_errors():
     model.setup_step()
     with pytest.raises(StateError, match="state holds 1 layer states"):
         model.step(x[:, 0], short)
+
+
+def test_generate_checks_its_options_before_any_work():
+    lm = LanguageModel(ModelConfig(d_input=5, d_output=5, tokens=True, pool="none", d_model=8, n_layers=1, layer_options={"d_state": 4}))
+    prompt = torch.randint(0, 5, (2, 3))
+    bad = [
+        (dict(top_p=0.0), r"top_p must lie in \(0, 1\], got 0.0"),
+        (dict(top_p=1.5), r"top_p must lie in \(0, 1\]"),
+        (dict(top_k=-1), "top_k must be None .* or an int >= 1, got -1"),
+        (dict(temperature=float("nan")), "temperature must be a finite number >= 0"),
+        (dict(temperature=-1.0), "temperature must be a finite number >= 0"),
+        (dict(n=-2), "n must be an int >= 0, got -2"),
+    ]
+    for kwargs, message in bad:
+        with pytest.raises(ValueError, match=message):
+            lm.generate(prompt, **{"n": 3, **kwargs})
+    with pytest.raises(ValueError, match=r"token ids must lie in \[0, 5\).*max 7"):
+        lm.generate(torch.tensor([[1, 7]]), n=2)
+    with pytest.raises(ValueError, match=r"token ids must lie in \[0, 5\).*min -1"):
+        lm.generate(torch.tensor([[-1, 2]]), n=2)
+    with pytest.raises(ValueError, match="integer tensor of token ids"):
+        lm.generate(torch.zeros(1, 3), n=2)
+
+
+def test_generate_cli_reports_bad_options_without_a_traceback(tmp_path, capsys):
+    from statespaces.cli import main
+
+    lm = LanguageModel(ModelConfig(d_input=3, d_output=3, tokens=True, pool="none", d_model=8, n_layers=1, layer_options={"d_state": 4}))
+    lm.save_pretrained(tmp_path / "lm", extra={"spec": {"meta": {"itos": ["a", "b", "c"]}}})
+    for args, message in [(["top_p=0"], "top_p must lie in (0, 1]"), (["temperature=hot"], "temperature must be a number"), (["n=x"], "n must be an integer")]:
+        assert main(["generate", f"ckpt={tmp_path / 'lm'}", "prompt=ab", *args]) == 2
+        assert message in capsys.readouterr().err
+
+
+def test_one_step_sequences_and_nan_padding_through_the_whole_model():
+    model = _model(pool="mean").eval()
+    x = torch.randn(3, 1, 3, dtype=torch.float64)
+    out, _ = model(x)
+    assert out.shape == (3, 5) and torch.isfinite(out).all()
+    with pytest.raises(ValueError, match=r"at least one step \(L >= 1\)"):
+        model(torch.randn(3, 0, 3, dtype=torch.float64))
+    padded = torch.randn(2, 9, 3, dtype=torch.float64)
+    padded[1, 4:] = float("nan")
+    padded[0, 7:] = float("inf")
+    out, _ = model(padded, lengths=torch.tensor([7, 4]))
+    torch.testing.assert_close(out[1], model(padded[1:, :4])[0][0])
+    torch.testing.assert_close(out[0], model(padded[:1, :7])[0][0])

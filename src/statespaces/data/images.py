@@ -176,13 +176,37 @@ def _find(name: str, root: Path, files: tuple[str, ...], suffixes: tuple[str, ..
     return found
 
 
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickles the CIFAR-10 batch format and nothing else: dicts, lists, strings, numbers and numpy arrays.
+
+    The official batches are Python 2 pickles (bytes keys).  A pickle names the functions it calls while it
+    loads; any name outside the few that rebuild a numpy array is refused, so a crafted file cannot run code."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),  # how Python 3 pickles bytes at protocol 2
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"a CIFAR-10 batch holds only arrays, lists, dicts, numbers and strings; refusing to load the global {module}.{name}")
+        return super().find_class(module, name)
+
+
 def _load_cifar_batch(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     """One pickled CIFAR-10 batch -> pixels uint8 (n, 3072) (1024 red, 1024 green, 1024 blue), labels (n,)."""
     import numpy as np
 
-    # the official batches are Python 2 pickles (bytes keys): unpickle only files you trust
     with open(path, "rb") as f:
-        batch = pickle.load(f, encoding="bytes")
+        try:
+            batch = _CifarUnpickler(f, encoding="bytes").load()
+        except pickle.UnpicklingError as e:
+            raise ValueError(f"{path} is not a CIFAR-10 batch: {e}") from None
     data = batch.get(b"data", batch.get("data"))
     labels = batch.get(b"labels", batch.get("labels"))
     if data is None or labels is None:

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import re
 from pathlib import Path
 
 import torch
 
+from ..registry import unknown
 from .base import DataSpec, Splits, TensorSequenceDataset, require
 from .registry import register
 
@@ -132,18 +134,18 @@ def ucr(name: str, /, *, val_fraction: float = 0.2, normalize: bool = True, seed
     is True."""
     require("aeon", "data", f"ucr/{name}")
     data_dir = _aeon_data_dir()
-    if not _is_classification(data_dir / name):
-        available = sorted(p.name for p in data_dir.iterdir() if p.is_dir() and _is_classification(p))
-        raise ValueError(f"unknown UCR/UEA set {name!r}; the classification sets bundled in aeon are: {', '.join(available)}")
+    # a set is a folder name in aeon's data directory, never a path: the name is checked before it is joined
+    if not re.fullmatch(r"[A-Za-z0-9_]+", name) or not _is_classification(data_dir / name):
+        raise unknown("UCR/UEA set", name, sorted(p.name for p in data_dir.iterdir() if p.is_dir() and _is_classification(p)))
     train_cases, train_labels, header = read_ts(data_dir / name / f"{name}_TRAIN.ts")
     test_cases, test_labels, _ = read_ts(data_dir / name / f"{name}_TEST.ts")
 
     declared = header.get("classlabel", "").split()[1:]
     classes = _sorted_classes(declared or sorted(set(train_labels) | set(test_labels)))
     index = {c: i for i, c in enumerate(classes)}
-    unknown = sorted(set(train_labels + test_labels) - set(index))
-    if unknown:
-        raise ValueError(f"ucr/{name}: labels {unknown} are not among the declared classes {classes}")
+    stray = sorted(set(train_labels + test_labels) - set(index))
+    if stray:
+        raise ValueError(f"ucr/{name}: labels {stray} are not among the declared classes {classes}")
 
     cases = train_cases + test_cases
     lengths = torch.tensor([len(c) for c in cases])

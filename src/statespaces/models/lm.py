@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .sequence import MODEL_CLASSES, ModelConfig, SequenceModel
 
-__all__ = ["LanguageModel", "sample_next"]
+__all__ = ["LanguageModel", "sample_next", "check_sampling"]
+
+
+def check_sampling(temperature: float, top_k: int | None, top_p: float) -> None:
+    """Clear errors for sampling options that would otherwise end in a ``multinomial`` traceback."""
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not math.isfinite(temperature) or temperature < 0:
+        raise ValueError(f"temperature must be a finite number >= 0 (0: greedy), got {temperature!r}")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        raise ValueError(f"top_k must be None (no limit) or an int >= 1, got {top_k!r}")
+    if isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0 < top_p <= 1:
+        raise ValueError(f"top_p must lie in (0, 1], got {top_p!r}")
 
 
 def sample_next(
@@ -19,6 +31,7 @@ def sample_next(
     """Draw one token per row of ``logits`` (B, V): greedy when ``temperature <= 0``, else softmax sampling
     at ``temperature`` restricted to the ``top_k`` most likely tokens and to the smallest set whose
     probability reaches ``top_p`` (nucleus sampling)."""
+    check_sampling(temperature, top_k, top_p)
     if temperature <= 0:
         return logits.argmax(-1)
     logits = logits.float() / temperature
@@ -61,10 +74,15 @@ class LanguageModel(SequenceModel):
         ``realization`` (alias ``step_mode``) picks the recurrent form of the layers that have several (S4).
         """
         realization = realization or step_mode
-        if prompt.dim() != 2 or prompt.shape[1] < 1:
-            raise ValueError(f"prompt must be a (B, L0) tensor of token ids with L0 >= 1, got shape {tuple(prompt.shape)}")
-        if n < 0:
-            raise ValueError(f"n must be >= 0, got {n}")
+        if not isinstance(prompt, torch.Tensor) or prompt.dim() != 2 or prompt.shape[1] < 1 or prompt.is_floating_point() or prompt.is_complex():
+            got = f"{tuple(prompt.shape)} {prompt.dtype}" if isinstance(prompt, torch.Tensor) else type(prompt).__name__
+            raise ValueError(f"prompt must be a (B, L0) integer tensor of token ids with L0 >= 1, got {got}")
+        vocab = self.config.d_input
+        if prompt.numel() and (prompt.min() < 0 or prompt.max() >= vocab):
+            raise ValueError(f"prompt token ids must lie in [0, {vocab}) (the vocabulary size), got min {prompt.min().item()} max {prompt.max().item()}")
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"n must be an int >= 0, got {n!r}")
+        check_sampling(temperature, top_k, top_p)
         was_training = self.training
         self.eval()
         try:

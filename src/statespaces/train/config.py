@@ -8,6 +8,7 @@ Every unknown name is an error that lists the alternatives.
 from __future__ import annotations
 
 import functools
+import re
 from importlib import resources
 from pathlib import Path
 
@@ -15,12 +16,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..registry import Registry, UnknownNameError, suggest
 
-__all__ = ["ConfigError", "experiments", "experiment_names", "describe_experiments", "load_config", "DATA_LOADER_KEYS"]
+__all__ = ["ConfigError", "experiments", "experiment_names", "describe_experiments", "load_config", "merge_overrides", "check_config", "DATA_LOADER_KEYS"]
 
 DATA_LOADER_KEYS = ("name", "batch_size", "eval_batch_size", "num_workers")
 DEFAULT_EXPERIMENT = "smnist-s4d"
 # families of experiments: "<prefix><Member>" uses the template file with data.name set from the member
 _FAMILIES = {"ucr-": ("ucr", "ucr/{}")}
+_RUN_NAME = re.compile(r"[A-Za-z0-9._-]+")
 _FREE_SECTIONS = ("model.layer_options", "model.attn_options", "model.layers")  # checked by the layers themselves
 
 
@@ -111,18 +113,33 @@ def load_config(overrides: list[str] | None = None) -> DictConfig:
             exp.model.pop(key, None)
     cfg = OmegaConf.merge(base, exp, cli)
     cfg.experiment = name
+    check_config(cfg)
+    return cfg
+
+
+def merge_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
+    """``cfg`` (a resolved run config, e.g. a checkpoint's) with ``key=value`` overrides, checked as
+    :func:`load_config` checks them."""
+    cli = _parse_overrides(list(overrides))
+    _check_keys(cli, _load_yaml(_configs_dir() / "base.yaml"))
+    cfg = OmegaConf.merge(cfg, cli)
+    check_config(cfg)
+    return cfg
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Check the values and names of a merged config (every unknown name is an error with suggestions)."""
     _check_values(cfg)
     from ..data import dataset_options  # noqa: PLC0415  (keeps `statespaces experiments` light)
 
     valid = dataset_options(str(cfg.data.name))
     for key in cfg.data:
         if key not in DATA_LOADER_KEYS and key not in valid:
-            hint = suggest(f"data.{key}", [f"data.{v}" for v in valid], 1)
+            hint = suggest(f"data.{key}", [f"data.{v}" for v in (*valid, *DATA_LOADER_KEYS)], 1)
             raise UnknownNameError(
                 f"dataset {cfg.data.name!r} has no option {key!r}{hint}; its options: {sorted(valid)}; "
                 f"loader options: {list(DATA_LOADER_KEYS)}"
             )
-    return cfg
 
 
 _CHOICES = {
@@ -149,6 +166,9 @@ def _check_values(cfg: DictConfig) -> None:
             LAYERS.lookup(str(name))
         except UnknownNameError as e:
             raise UnknownNameError(f"{path}: {e}") from None
+    name = cfg.run.name
+    if name is not None and (not isinstance(name, str) or not _RUN_NAME.fullmatch(name) or name in (".", "..")):
+        raise ConfigError(f"run.name must be a plain folder name (letters, digits, '.', '_', '-'), not a path, got {name!r}; set run.root for the parent folder")
     for path in ("data.batch_size", "model.d_model", "model.n_layers"):
         value = OmegaConf.select(cfg, path)
         if not (value is None and path == "model.n_layers") and (isinstance(value, bool) or not isinstance(value, int) or value < 1):

@@ -17,6 +17,7 @@ import csv
 import json
 import logging
 import os
+import pickle
 import time
 import warnings
 from datetime import datetime
@@ -31,10 +32,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..data import get_dataset
 from ..registry import UnknownNameError
-from .config import DATA_LOADER_KEYS, ConfigError, save_config
+from .config import DATA_LOADER_KEYS, ConfigError, merge_overrides, save_config
 from .task import SequenceDataModule, SequenceTask
 
-__all__ = ["train", "evaluate", "load_task", "find_checkpoint"]
+__all__ = ["train", "evaluate", "load_task", "find_checkpoint", "build_task", "CheckpointError"]
 
 log = logging.getLogger("statespaces")
 
@@ -87,8 +88,14 @@ class SaveOnInterrupt(Callback):
 
 
 def _dataset(cfg: DictConfig):
+    """The configured dataset; a builder's ValueError (bad option value, unreadable file) becomes a ConfigError."""
     options = {k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items() if k not in DATA_LOADER_KEYS}
-    return get_dataset(str(cfg.data.name), **options)
+    try:
+        return get_dataset(str(cfg.data.name), **options)
+    except UnknownNameError:
+        raise
+    except ValueError as e:
+        raise ConfigError(f"data {cfg.data.name!r}: {e}") from e
 
 
 def build_task(config: dict, spec: dict) -> SequenceTask:
@@ -195,7 +202,7 @@ def train(cfg: DictConfig, callbacks: tuple = ()) -> dict:
         n_params = sum(p.numel() for p in task.model.parameters())
         log.info("run folder %s; %s parameters", run_dir, f"{n_params:,}")
     start = time.time()
-    trainer.fit(task, datamodule=dm, ckpt_path=resume_ckpt)
+    trainer.fit(task, datamodule=dm, ckpt_path=resume_ckpt, weights_only=True)
     fit_time = time.time() - start
     results = {
         "experiment": cfg.experiment,
@@ -215,11 +222,11 @@ def train(cfg: DictConfig, callbacks: tuple = ()) -> dict:
         results[f"best_{task.monitor}"] = float(ckpt_cb.best_model_score)
     if cfg.run.test:  # the best checkpoint (fast_dev_run keeps none: the weights in memory)
         ckpt = None if cfg.trainer.fast_dev_run else best
-        test = trainer.test(task, datamodule=dm, ckpt_path=ckpt, verbose=False)
+        test = trainer.test(task, datamodule=dm, ckpt_path=ckpt, verbose=False, weights_only=True)
         results.update({k: float(v) for k, v in (test[0] if test else {}).items()})
     if trainer.is_global_zero:
         if cfg.run.export and best:
-            best_task = SequenceTask.load_from_checkpoint(best, map_location="cpu", weights_only=False)
+            best_task = load_task(best)
             best_task.model.save_pretrained(run_dir / "model", extra={"spec": _spec_dict(splits.spec), "experiment": cfg.experiment})
             results["model_dir"] = str(run_dir / "model")
         if cfg.run.plot:
@@ -262,17 +269,29 @@ def _jsonable(obj):
     return obj if isinstance(obj, (str, int, float, bool)) or obj is None else str(obj)
 
 
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded safely (it holds objects other than tensors and plain data)."""
+
+
 def load_task(ckpt: str | Path) -> SequenceTask:
-    return SequenceTask.load_from_checkpoint(find_checkpoint(ckpt), map_location="cpu", weights_only=False)
+    """The task of a checkpoint (or of a run folder's best one).  Nothing in the file is executed: it is read
+    with ``weights_only=True`` (tensors, numbers, strings, lists and dicts only), and a file that holds
+    anything else (code to run while unpickling) is refused with :class:`CheckpointError`."""
+    path = find_checkpoint(ckpt)
+    try:
+        return SequenceTask.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"refusing to load {path}: it holds objects other than tensors and plain data, which would run code "
+            f"while unpickling (only checkpoints written by statespaces are loaded). Details: {str(e).splitlines()[0]}"
+        ) from None
 
 
 def evaluate(ckpt: str | Path, overrides: list[str] | None = None) -> dict:
     """Test a checkpoint (or a run folder's best checkpoint) on its dataset's test split."""
     path = find_checkpoint(ckpt)
-    task = SequenceTask.load_from_checkpoint(path, map_location="cpu", weights_only=False)
-    cfg = task.cfg
-    if overrides:
-        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+    task = load_task(path)
+    cfg = merge_overrides(task.cfg, overrides or [])
     splits = _dataset(cfg)
     dm = SequenceDataModule(splits, cfg.data.batch_size, cfg.data.eval_batch_size, cfg.data.num_workers)
     trainer = pl.Trainer(accelerator=cfg.trainer.accelerator, devices=1, logger=False, enable_progress_bar=cfg.run.progress, enable_model_summary=False)
