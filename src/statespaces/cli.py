@@ -170,11 +170,24 @@ def cmd_datasets(args: list[str]) -> int:
     return 0
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a message is logged (not the stream of the first call, which
+    an embedding program or a test harness may since have replaced and closed)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     log = logging.getLogger("statespaces")
     if not log.handlers:  # our messages only: Lightning has its own handler (root would print them twice)
-        handler = logging.StreamHandler()
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
         log.addHandler(handler)
         log.setLevel(logging.INFO)
@@ -189,12 +202,16 @@ def main(argv: list[str] | None = None) -> int:
     from .data import MissingExtra  # noqa: PLC0415
     from .train.config import ConfigError  # noqa: PLC0415
     from .train.run import CheckpointError  # noqa: PLC0415
+    from .train.task import NonFiniteLossError  # noqa: PLC0415
 
     try:
         return globals()[f"cmd_{command}"](args)
     except (UsageError, ConfigError, UnknownNameError, CheckpointError, MissingExtra, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except NonFiniteLossError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

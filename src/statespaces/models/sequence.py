@@ -11,6 +11,7 @@ with the same outputs as the convolution (and pooling kept as a running state).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..files import atomic_write, atomic_write_text, sha256_file
 from ..layers.base import StateError
 from ..layers.common import SequenceDropout
 from ..layers.registry import make_layer
@@ -313,20 +315,22 @@ class SequenceModel(nn.Module):
     # ---- persistence ------------------------------------------------------------------------
     def save_pretrained(self, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
         """Write ``config.json`` and ``model.safetensors`` into the folder ``path`` (the Hugging Face
-        convention; loadable with :meth:`from_pretrained`, without any training code)."""
-        from safetensors.torch import save_file
+        convention; loadable with :meth:`from_pretrained`, without any training code).
+
+        Each file is written atomically, the weights first; ``config.json`` then records their size and
+        SHA-256, so a save interrupted between the two is detected on load instead of pairing a new config
+        with old weights (or the reverse)."""
+        from safetensors.torch import save
 
         path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        meta = {"class": type(self).__name__, "config": asdict(self.config), **(extra or {})}
-        tmp = path / (CONFIG_NAME + ".tmp")
-        tmp.write_text(json.dumps(meta, indent=2))
-        tmp.replace(path / CONFIG_NAME)
         tensors = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
         if self.config.tie_embeddings:
             tensors.pop("decoder.weight")
-        save_file(tensors, str(path / (WEIGHTS_NAME + ".tmp")))
-        (path / (WEIGHTS_NAME + ".tmp")).replace(path / WEIGHTS_NAME)
+        blob = save(tensors)
+        atomic_write(path / WEIGHTS_NAME, lambda f: f.write(blob))
+        weights = {"file": WEIGHTS_NAME, "bytes": len(blob), "sha256": hashlib.sha256(blob).hexdigest()}
+        meta = {"class": type(self).__name__, "config": asdict(self.config), "weights": weights, **(extra or {})}
+        atomic_write_text(path / CONFIG_NAME, json.dumps(meta, indent=2))
         return path
 
     @classmethod
@@ -337,9 +341,19 @@ class SequenceModel(nn.Module):
         if not (path / CONFIG_NAME).exists():
             raise FileNotFoundError(f"{path} holds no {CONFIG_NAME}: not a folder written by save_pretrained()")
         meta = json.loads((path / CONFIG_NAME).read_text())
+        weights = path / WEIGHTS_NAME
+        expected = meta.get("weights")  # folders written before the manifest have none
+        if expected is not None:
+            size = weights.stat().st_size if weights.exists() else None
+            if size != expected["bytes"] or sha256_file(weights) != expected["sha256"]:
+                raise RuntimeError(
+                    f"{weights} does not match {path / CONFIG_NAME} (expected {expected['bytes']} bytes with sha256 "
+                    f"{expected['sha256'][:12]}..., found {size}): the folder was left half-updated (an interrupted "
+                    f"save_pretrained?) or edited; save the model again"
+                )
         model_cls = MODEL_CLASSES.get(meta.get("class", cls.__name__))
         model = model_cls(ModelConfig.from_dict(meta["config"]))
-        state = load_file(str(path / WEIGHTS_NAME), device=str(map_location))
+        state = load_file(str(weights), device=str(map_location))
         missing, unexpected = model.load_state_dict(state, strict=False)
         missing = [k for k in missing if not (model.config.tie_embeddings and k == "decoder.weight")]
         if missing or unexpected:

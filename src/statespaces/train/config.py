@@ -14,6 +14,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from ..files import atomic_write_text
 from ..registry import Registry, UnknownNameError, suggest
 
 __all__ = ["ConfigError", "experiments", "experiment_names", "describe_experiments", "load_config", "merge_overrides", "check_config", "DATA_LOADER_KEYS"]
@@ -176,6 +177,4 @@ def _check_values(cfg: DictConfig) -> None:
 
 
 def save_config(cfg: DictConfig, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(OmegaConf.to_yaml(cfg))
-    tmp.replace(path)
+    atomic_write_text(path, OmegaConf.to_yaml(cfg))

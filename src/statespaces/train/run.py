@@ -25,12 +25,15 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
+from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.trainer.states import TrainerFn
 from omegaconf import DictConfig, OmegaConf
 
 from ..data import get_dataset
+from ..files import atomic_write, atomic_write_text
 from ..registry import UnknownNameError
 from .config import DATA_LOADER_KEYS, ConfigError, merge_overrides, save_config
 from .task import SequenceDataModule, SequenceTask
@@ -76,15 +79,37 @@ class RunCSVLogger(CSVLogger):
         return self._experiment
 
 
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written beside their target, fsynced, then moved over it (``os.replace``): a crash or a
+    full disk leaves the previous checkpoint intact, whatever filesystem ``$TMPDIR`` is on."""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options, got {storage_options!r}")
+        atomic_write(path, lambda f: torch.save(checkpoint, f))
+
+
 class SaveOnInterrupt(Callback):
-    """Write ``on_exception.ckpt`` (atomically, through the trainer) when training stops on an exception or
-    Ctrl-C, so that ``run.resume=<run folder>`` loses nothing."""
+    """Write ``on_exception.ckpt`` when training stops on an exception or Ctrl-C, so that
+    ``run.resume=<run folder>`` loses nothing.
+
+    Only while fitting (after the final test loaded the best weights it would save those, not the last).  It
+    never waits for the other processes (a DDP peer may be blocked in a collective: a barrier would hang):
+    each process that sees the exception writes the same state atomically.  A failing save is logged and
+    never replaces the exception that stopped training."""
 
     def __init__(self, dirpath: Path):
         self.path = Path(dirpath) / "on_exception.ckpt"
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        trainer.save_checkpoint(self.path)
+        if trainer.state.fn != TrainerFn.FITTING or trainer.sanity_checking:
+            return
+        try:
+            checkpoint = trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
+            AtomicCheckpointIO().save_checkpoint(checkpoint, self.path)
+            log.info("saved %s at step %d", self.path, trainer.global_step)
+        except Exception as e:  # noqa: BLE001  (the original exception must reach the caller)
+            log.warning("could not save %s after %s: %s", self.path, type(exception).__name__, e)
 
 
 def _dataset(cfg: DictConfig):
@@ -114,11 +139,12 @@ def _run_dir(cfg: DictConfig) -> tuple[Path, str | None]:
     root = Path(cfg.run.root)
     resume = cfg.run.resume
     if resume:
-        if resume == "last":
-            runs = sorted((p for p in root.glob(f"{cfg.experiment}-*") if (p / "checkpoints" / "last.ckpt").exists()), key=os.path.getmtime)
+        if resume == "last":  # the newest run folder of this experiment that has something to resume from
+            names = ("last.ckpt", "on_exception.ckpt")
+            runs = sorted((p for p in root.glob(f"{cfg.experiment}-*") if any((p / "checkpoints" / n).exists() for n in names)), key=os.path.getmtime)
             if not runs:
-                raise ConfigError(f"run.resume=last: no run of {cfg.experiment!r} with a last.ckpt under {root}/")
-            return runs[-1], str(runs[-1] / "checkpoints" / "last.ckpt")
+                raise ConfigError(f"run.resume=last: no run of {cfg.experiment!r} with a checkpoint under {root}/")
+            return runs[-1], str(find_checkpoint(runs[-1], prefer="last"))
         ckpt = find_checkpoint(resume, prefer="last")
         run = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else Path(root) / (cfg.run.name or f"{cfg.experiment}-resumed")
         return run, str(ckpt)
@@ -127,28 +153,38 @@ def _run_dir(cfg: DictConfig) -> tuple[Path, str | None]:
 
 
 def find_checkpoint(path: str | Path, prefer: str = "best") -> Path:
-    """A .ckpt file, or a run folder (its checkpoints/<prefer>.ckpt, falling back to the other one)."""
+    """A .ckpt file, or a run folder: its ``checkpoints/best.ckpt`` (``prefer='best'``), or for resuming
+    (``prefer='last'``) whichever of ``last.ckpt`` and ``on_exception.ckpt`` recorded the later training step
+    (not the newer file: the step is what a resume continues from)."""
     path = Path(path)
     if path.is_file():
         return path
-    order = (prefer, "last" if prefer == "best" else "best", "on_exception")
-    if prefer == "last":  # resuming: the newest state wins
-        cands = [path / "checkpoints" / f"{n}.ckpt" for n in ("last", "on_exception")]
-        cands = [c for c in cands if c.exists()]
-        if cands:
-            return max(cands, key=os.path.getmtime)
-    for name in order:
-        cand = path / "checkpoints" / f"{name}.ckpt"
-        if cand.exists():
-            return cand
+    folder = path / "checkpoints"
+    if prefer == "last":
+        candidates = [folder / f"{n}.ckpt" for n in ("last", "on_exception") if (folder / f"{n}.ckpt").exists()]
+        if candidates:
+            return max(candidates, key=_recorded_step)  # ties keep last.ckpt (listed first)
+    for name in (prefer, "last" if prefer == "best" else "best", "on_exception"):
+        if (folder / f"{name}.ckpt").exists():
+            return folder / f"{name}.ckpt"
     raise FileNotFoundError(f"no checkpoint at {path} (expected a .ckpt file or a run folder with checkpoints/)")
+
+
+def _recorded_step(ckpt: Path) -> int:
+    """The global step a checkpoint was written at (read without executing anything; -1 if unreadable)."""
+    try:
+        return int(torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True).get("global_step", -1))
+    except Exception:  # noqa: BLE001  (a truncated or foreign file is simply not a candidate)
+        return -1
 
 
 def _trainer(cfg: DictConfig, run_dir: Path, task: SequenceTask, callbacks_extra=()) -> pl.Trainer:
     t = cfg.trainer
     ckpt_dir = run_dir / "checkpoints"
     callbacks = [
-        ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=task.monitor, mode=task.monitor_mode, save_last=True, auto_insert_metric_name=False),
+        ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=task.monitor, mode=task.monitor_mode, auto_insert_metric_name=False, enable_version_counter=False),
+        # its own callback: Lightning's save_last refreshes last.ckpt only when the best one improves
+        ModelCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1, enable_version_counter=False),
         SaveOnInterrupt(ckpt_dir),
         LearningRateMonitor(logging_interval="step"),
         *callbacks_extra,
@@ -181,6 +217,7 @@ def _trainer(cfg: DictConfig, run_dir: Path, task: SequenceTask, callbacks_extra
         enable_model_summary=False,
         callbacks=callbacks,
         logger=loggers,
+        plugins=[AtomicCheckpointIO()],
         **limits,
     )
 
@@ -215,7 +252,7 @@ def train(cfg: DictConfig, callbacks: tuple = ()) -> dict:
         "threads": torch.get_num_threads(),
         "world_size": trainer.world_size,
     }
-    ckpt_cb = next(c for c in trainer.callbacks if isinstance(c, ModelCheckpoint))
+    ckpt_cb = next(c for c in trainer.callbacks if isinstance(c, ModelCheckpoint) and c.monitor is not None)
     best = ckpt_cb.best_model_path or None
     results["best_checkpoint"] = best
     if ckpt_cb.best_model_score is not None:
@@ -234,9 +271,7 @@ def train(cfg: DictConfig, callbacks: tuple = ()) -> dict:
 
             png = plot_metrics(run_dir / "metrics.csv", run_dir / "learning_curves.png", title=str(cfg.experiment))
             results["plot"] = str(png) if png else None
-        tmp = run_dir / "results.json.tmp"
-        tmp.write_text(json.dumps(results, indent=2))
-        tmp.replace(run_dir / "results.json")
+        atomic_write_text(run_dir / "results.json", json.dumps(results, indent=2))
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         # every rank waits for rank 0's exports, then the group is closed so that processes exit cleanly
         trainer.strategy.barrier("statespaces-run-end")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from functools import partial
+from typing import Callable
 
 import lightning.pytorch as pl
 import torch
@@ -17,7 +18,7 @@ from ..models import LanguageModel, ModelConfig, SequenceModel
 from ..optim import param_groups
 from .schedules import lr_multiplier
 
-__all__ = ["SequenceTask", "SequenceDataModule", "model_config"]
+__all__ = ["SequenceTask", "SequenceDataModule", "ResumableLoader", "NonFiniteLossError", "model_config"]
 
 
 def model_config(cfg: DictConfig, spec: DataSpec) -> ModelConfig:
@@ -33,6 +34,10 @@ def model_config(cfg: DictConfig, spec: DataSpec) -> ModelConfig:
             "pool": "none" if per_step else m["pool"],
         }
     )
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite."""
 
 
 class SequenceTask(pl.LightningModule):
@@ -83,7 +88,16 @@ class SequenceTask(pl.LightningModule):
         return loss
 
     def training_step(self, batch, batch_idx):
-        return self._shared(batch, "train")
+        loss = self._shared(batch, "train")
+        # stop before the update: the weights (and last.ckpt) stay the last good ones; under DDP every process
+        # learns of a bad loss on any of them, so that all stop together instead of hanging in a collective
+        if self.trainer.strategy.reduce_boolean_decision(not bool(torch.isfinite(loss)), all=False):
+            raise NonFiniteLossError(
+                f"the training loss became {loss.item()} at step {self.global_step} (epoch {self.current_epoch}, batch "
+                f"{batch_idx}); training stopped before that update, so the weights and checkpoints hold the last good "
+                f"state. Try a lower optimizer.lr, trainer.gradient_clip_val=1.0, or check the data for NaN/Inf."
+            )
+        return loss
 
     def validation_step(self, batch, batch_idx):
         self._shared(batch, "val")
@@ -106,6 +120,9 @@ class SequenceTask(pl.LightningModule):
             sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode=self.monitor_mode, factor=s.factor, patience=s.patience)
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": self.monitor, "interval": "epoch"}}
         total = max(1, int(self.trainer.estimated_stepping_batches))
+        # estimating built the training loader before a resumed checkpoint is restored, so Lightning would never
+        # restore its position; dropping it makes Lightning build it again after the restore (ResumableLoader)
+        self.trainer.fit_loop._combined_loader = None
         warmup = s.warmup_steps
         if warmup is None:
             warmup = int(0.05 * total) if s.name.endswith("_warmup") else 0
@@ -140,6 +157,39 @@ class EpochShuffle(Sampler[int]):
         return self.n
 
 
+class ResumableLoader(DataLoader):
+    """The training loader, whose position survives a checkpoint: Lightning saves ``state_dict()`` with the
+    fit loop and calls ``load_state_dict()`` before iterating on resume.  A run resumed from a mid-epoch
+    checkpoint then sets the sampler to that epoch and skips the batches already trained on (of this process's
+    own stream, so it works under a DistributedSampler too), and ends exactly as an uninterrupted run.
+
+    Args (beyond DataLoader's):
+        progress: ``() -> (epoch, batches of this epoch already trained on, epoch finished)``.
+    """
+
+    def __init__(self, *args, progress: Callable[[], tuple[int, int, bool]] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.progress = progress
+        self._resume_at: dict | None = None
+
+    def state_dict(self) -> dict:
+        epoch, done, finished = self.progress() if self.progress is not None else (0, 0, True)
+        return {"epoch": int(epoch), "batches_done": 0 if finished else int(done)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._resume_at = dict(state)
+        if state.get("batches_done") and hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(int(state["epoch"]))
+
+    def __iter__(self):
+        it = super().__iter__()
+        skip = (self._resume_at or {}).get("batches_done", 0)
+        self._resume_at = None
+        for _ in range(skip):  # the batches were consumed before the interruption (cheap: no training on them)
+            next(it)
+        return it
+
+
 class SequenceDataModule(pl.LightningDataModule):
     def __init__(self, splits: Splits, batch_size: int, eval_batch_size: int | None = None, num_workers: int = 0, seed: int = 0):
         super().__init__()
@@ -148,15 +198,16 @@ class SequenceDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.collate = Collate(splits.spec)
 
+    def _progress(self) -> tuple[int, int, bool]:
+        trainer = self.trainer
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        return trainer.current_epoch, done, done >= trainer.num_training_batches
+
     def _loader(self, ds, shuffle: bool, batch_size: int) -> DataLoader:
-        return DataLoader(
-            ds,
-            batch_size=batch_size,
-            sampler=EpochShuffle(len(ds), self.seed) if shuffle else None,
-            num_workers=self.num_workers,
-            collate_fn=self.collate,
-            persistent_workers=self.num_workers > 0,
-        )
+        options = dict(batch_size=batch_size, num_workers=self.num_workers, collate_fn=self.collate, persistent_workers=self.num_workers > 0)
+        if shuffle:
+            return ResumableLoader(ds, sampler=EpochShuffle(len(ds), self.seed), progress=self._progress, **options)
+        return DataLoader(ds, **options)
 
     def train_dataloader(self):
         return self._loader(self.splits.train, True, self.batch_size)
