@@ -46,3 +46,10 @@ def test_every_s4_step_realization_conforms(realization):
 def test_fftconv_with_channels_conforms():
     report = check_layer(FFTConv, options={"kernel": "diag", "d_state": 8, "channels": 3, "swap_channels": True}, model=False)
     assert "model" not in report.passed
+
+
+def test_fftconv_takes_an_unregistered_kernel_class():
+    from statespaces import LongConvKernel
+
+    report = check_layer(FFTConv, options={"kernel": LongConvKernel, "l_max": 32}, model=False)
+    assert "step" in report.passed and "rate" not in report.passed

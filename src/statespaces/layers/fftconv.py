@@ -47,7 +47,8 @@ class FFTConv(SequenceLayer):
         dropout, tie_dropout: dropout on the output; tie shares the mask along the sequence.
         drop_kernel: dropout on the kernel itself (training only).
         kernel: a name of ``statespaces.kernels.KERNELS`` (alias ``mode``, the seeds' spelling):
-            'nplr'/'dplr'/'s4' (S4, DPLR kernel), 'diag'/'s4d' (S4D/DSS), 'longconv' (explicit taps).
+            'nplr'/'dplr'/'s4' (S4, DPLR kernel), 'diag'/'s4d' (S4D/DSS), 'longconv' (explicit taps); or a
+            :class:`~statespaces.kernels.Kernel` subclass.
         **kernel_args: options of the kernel (see :class:`~statespaces.kernels.DiagKernel`,
             :class:`~statespaces.kernels.DPLRKernel` ...), e.g. ``d_state``, ``init`` (alias ``measure``),
             ``disc``, ``real_transform`` (alias ``real_type``), ``dt_min``, ``lr`` ...; unknown names raise.
@@ -72,8 +73,12 @@ class FFTConv(SequenceLayer):
     ):
         super().__init__(d_model, transposed=transposed, bidirectional=bidirectional)
         kernel_args = resolve_aliases({"kernel": kernel, **kernel_args}, "FFTConv")
-        name = KERNELS.canonical(kernel_args.pop("kernel") or "nplr")
-        kernel_cls = KERNELS.get(name)
+        kernel = kernel_args.pop("kernel") or "nplr"
+        if isinstance(kernel, type) and issubclass(kernel, Kernel):  # an unregistered kernel class
+            name, kernel_cls = kernel.__name__, kernel
+        else:
+            name = KERNELS.canonical(kernel)
+            kernel_cls = KERNELS.get(name)
         check_options(kernel_args, signature_options(kernel_cls) - {"d_model", "channels", "l_max"}, f"FFTConv(kernel={name!r})")
         if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
             raise ValueError(f"channels must be a positive int, got {channels!r}")
