@@ -1,26 +1,60 @@
 """Slow, obvious references: materialise the full N x N discrete system and loop the recurrence."""
 
+import math
+
 import torch
 
 from statespaces.kernels import DiagKernel, DPLRKernel
+
+# the positivity transforms written out again, so that a kernel applying the wrong one to a tensor (dt's to A,
+# say) disagrees with the references below
+TRANSFORMS = {
+    "none": lambda x: x,
+    "exp": torch.exp,
+    "relu": lambda x: torch.clamp(x, min=0) + 1e-4,
+    "sigmoid": lambda x: 1 / (1 + torch.exp(-x)),
+    "softplus": lambda x: torch.log1p(torch.exp(x)),
+}
+
+
+def raw_ssm(kernel, rate=1.0):
+    """Continuous parameters straight from the raw tensors: dt (H, 1|N2), w (H, N2), P (R, H, N2) or None,
+    B (H, N2), C (Ch, H, N2); feature h uses copy h % n_ssm; bandlimit zeroes C of the fast modes."""
+    def copies(x):  # (..., S, N) -> (..., H, N)
+        return torch.cat([x] * (kernel.H // kernel.S), dim=-2)
+
+    def cplx(x):
+        return torch.complex(x[..., 0], x[..., 1])
+
+    real = getattr(kernel, "is_real", False)
+    dt = TRANSFORMS[kernel.dt_transform](kernel.raw_dt) * rate
+    w = -TRANSFORMS[kernel.real_transform](kernel.raw_A_real)
+    if not real:
+        w = torch.complex(w, TRANSFORMS[kernel.imag_transform](kernel.raw_A_imag))
+    w = copies(w)
+    B = copies(kernel.B if real else cplx(kernel.B))
+    C = kernel.C if real else cplx(kernel.C)
+    P = copies(cplx(kernel.P)) if isinstance(kernel, DPLRKernel) else None
+    if getattr(kernel, "bandlimit", None) is not None:
+        C = C * (dt / rate * w.imag.abs() / (2 * math.pi) < kernel.bandlimit / 2)
+    return dt, w, P, B, C
 
 
 def full_system(kernel, rate=1.0):
     """Dense discrete system of a kernel over the full state [x; conj x] (or the real modes):
     returns dA (H, N, N), dB (H, N), C (Ch, H, N), all complex128, with y = Re(C x) exactly real."""
     kernel = kernel.double()
+    dt, w, p, B, C = raw_ssm(kernel, rate)
     if isinstance(kernel, DPLRKernel):
-        dt, w, p, B, C = kernel.ssm(rate)
         Pf = torch.cat([p, p.conj()], -1)  # (R H N)
         A = torch.diag_embed(torch.cat([w, w.conj()], -1)) - torch.einsum("rhn,rhm->hnm", Pf, Pf.conj())
         disc = "bilinear"
     else:
-        dt, A_diag, B, C = kernel.ssm(rate)
         if kernel.is_real:
-            A = torch.diag_embed(A_diag.to(torch.complex128))
+            A = torch.diag_embed(w.to(torch.complex128))
             B, C = B.to(torch.complex128), C.to(torch.complex128)
         else:
-            A = torch.diag_embed(torch.cat([A_diag, A_diag.conj()], -1))
+            A = torch.diag_embed(torch.cat([w, w.conj()], -1))
             dt = torch.cat([dt, dt], -1) if dt.shape[-1] > 1 else dt
         disc = kernel.disc
     if not (isinstance(kernel, DiagKernel) and kernel.is_real):

@@ -6,7 +6,7 @@ import torch
 from statespaces.kernels import DiagKernel, DPLRKernel
 from statespaces.ops.fftconv import fft_conv
 
-from .dense import dense_kernel, dense_run, to_full
+from .dense import dense_kernel, dense_run, raw_ssm, to_full
 
 DIAG_CONFIGS = [
     dict(init="diag-lin"),
@@ -31,6 +31,8 @@ DPLR_CONFIGS = [
     dict(init="dplr-inv", backend="cauchy", n_ssm=1),
     dict(init="dplr-legs", rank=1),
     dict(init="diag-lin"),
+    dict(init="legs", dt_transform="softplus", real_transform="relu", imag_transform="softplus"),
+    dict(init="dplr-lin", dt_transform="sigmoid", real_transform="softplus", imag_transform="exp", n_ssm=2),
 ]
 
 
@@ -93,7 +95,7 @@ def test_dss_kernel_matches_paper_formula_including_growing_modes():
     with torch.no_grad():
         kernel.raw_A_real[:, :2] = -0.3  # Re(A) = +0.3 > 0 on two modes: DSS allows it
     L = 30
-    dt, A, B, C = kernel.ssm()
+    dt, A, _, B, C = raw_ssm(kernel)
     l = torch.arange(L, dtype=torch.float64)
     lam = dt * A
     terms = C[..., None] * (B * torch.expm1(lam) / A)[..., None] * torch.exp(lam[..., None] * l) / torch.expm1(lam * L)[..., None]
@@ -107,5 +109,6 @@ def test_dss_kernel_matches_paper_formula_including_growing_modes():
 def test_bandlimit_zeroes_high_frequency_modes():
     kernel = DiagKernel(2, d_state=16, init="diag-lin", bandlimit=0.1, dt_min=0.1, dt_max=0.1).double()
     dt, A, _, C = kernel.ssm()
+    torch.testing.assert_close(C, raw_ssm(kernel)[-1])
     freqs = dt * A.imag.abs() / (2 * math.pi)
     assert (C[:, freqs >= 0.05] == 0).all() and (C[:, freqs < 0.05] != 0).all()

@@ -130,6 +130,38 @@ def test_sampling_respects_top_k_and_top_p():
     assert set(sample_next(logits, 0.0).tolist()) == {0}
 
 
+def _frequencies(logits, n=6000, **options):
+    from statespaces.models import sample_next
+
+    g = torch.Generator().manual_seed(0)
+    draws = sample_next(torch.as_tensor(logits, dtype=torch.float32).repeat(n, 1), generator=g, **options)
+    return torch.bincount(draws, minlength=len(logits)).double() / n
+
+
+@pytest.mark.parametrize(
+    "probs,options,expected",
+    [
+        # top_k keeps exactly the k most likely, renormalised (breakage: an off-by-one kth value)
+        ([0.45, 0.3, 0.2, 0.05], dict(top_k=2), [0.6, 0.4, 0, 0]),
+        ([0.2, 0.45, 0.05, 0.3], dict(top_k=3), [0.2 / 0.95, 0.45 / 0.95, 0, 0.3 / 0.95]),
+        # top_p keeps the smallest set reaching the mass, including the token that crosses it (breakage:
+        # cumsum >= top_p without subtracting the token's own probability), in the logits' own order
+        # (breakage: scattering the kept tokens back to sorted positions)
+        ([0.2, 0.5, 0.3], dict(top_p=0.79), [0, 0.625, 0.375]),
+        ([0.2, 0.5, 0.3], dict(top_p=0.81), [0.2, 0.5, 0.3]),
+        ([0.2, 0.5, 0.3], dict(top_p=0.49), [0, 1, 0]),
+        ([0.1, 0.2, 0.3, 0.4], dict(top_k=3, top_p=0.5), [0, 0, 3 / 7, 4 / 7]),
+        # temperature divides the logits (breakage: multiplies)
+        ([0.1, 0.2, 0.7], dict(temperature=2.0), torch.tensor([0.1, 0.2, 0.7]).sqrt() / torch.tensor([0.1, 0.2, 0.7]).sqrt().sum()),
+    ],
+)
+def test_sampling_draws_from_exactly_the_renormalised_truncated_distribution(probs, options, expected):
+    freq = _frequencies(torch.tensor(probs).log(), **options)
+    expected = torch.as_tensor(expected, dtype=torch.float64)
+    assert torch.equal(freq > 0, expected > 0), (freq, expected)
+    torch.testing.assert_close(freq, expected, rtol=0, atol=0.025)
+
+
 def test_model_errors():
     with pytest.raises(UnknownNameError, match="unknown layer 's4dd' \\(did you mean 's4d'"):
         _model(layer="s4dd")
