@@ -1,8 +1,8 @@
 """statespaces: structured state space sequence models (S4 and its family) in pure PyTorch."""
 
 from . import minimal, ops
-from .kernels import KERNELS, DiagKernel, DPLRKernel, Kernel, LongConvKernel, NumericalError, SSMKernel
-from .layers import LAYERS, Capabilities, CapabilityError, FFTConv, S4Block, SequenceLayer, StateError, make_layer
+from .kernels import KERNELS, DiagKernel, DPLRKernel, Kernel, LongConvKernel, NumericalError, ShiftKernel, SSMKernel
+from .layers import H3, LAYERS, Capabilities, CapabilityError, FFTConv, S4Block, SequenceLayer, StateError, make_layer
 from .optim import param_groups
 from .registry import Registry, UnknownNameError
 
@@ -15,6 +15,7 @@ __all__ = [
     "StateError",
     "S4Block",
     "FFTConv",
+    "H3",
     "LAYERS",
     "make_layer",
     "Kernel",
@@ -22,6 +23,7 @@ __all__ = [
     "DiagKernel",
     "DPLRKernel",
     "LongConvKernel",
+    "ShiftKernel",
     "KERNELS",
     "NumericalError",
     "Registry",

@@ -261,14 +261,18 @@ def _lengths(ctx: _Context) -> str | None:
     padded = x.clone()
     for b, n in enumerate(lengths.tolist()):
         padded[b, n:] = float("nan")
-    state0 = net.default_state(B) if ctx.caps.state else None
+    # start from the state after a prefix, not from zero: a state update that mishandles lengths (decaying by L
+    # instead of each row's length, say) is invisible on a zero state
+    prefix = torch.randn(B, 5, ctx.H, dtype=torch.float64)
+    state0 = net(prefix, state=net.default_state(B))[1] if ctx.caps.state else None
     y, state = net(padded, state=state0, lengths=lengths)
     if not torch.isfinite(y).all():
         _fail("lengths", "NaN in the padding reached the outputs")
     z = torch.randn(B, 4, ctx.H, dtype=torch.float64)
     after = ctx.cont(state, z) if ctx.caps.state else None
     for b, n in enumerate(lengths.tolist()):
-        alone, s_alone = net(x[b : b + 1, :n], state=None if state0 is None else net.default_state(1))
+        row_state = None if state0 is None else net(prefix[b : b + 1], state=net.default_state(1))[1]
+        alone, s_alone = net(x[b : b + 1, :n], state=row_state)
         _close(y[b : b + 1, :n], alone, "lengths", f"row {b} (length {n}) of a padded batch != the row run alone", **ctx.tol)
         if (y[b, n:] != 0).any():
             _fail("lengths", f"outputs past row {b}'s length {n} are not zero")

@@ -3,6 +3,7 @@ checker (float64: full forward == steps == chunks with state forwarding, rate, c
 padding, gradients, dtypes, errors, and a language model built on it)."""
 
 import pytest
+import torch
 
 from statespaces import FFTConv, S4Block
 from statespaces.layers import LAYERS
@@ -17,7 +18,17 @@ def test_registered_layer_conforms(name):
     assert sorted(report.skipped) == sorted(k for k, skip in expected_skips.items() if skip)
 
 
+def dss_with_growing_modes(d_model, **options):
+    """DSS lets Re(A) > 0 (its softmax normalisation keeps the kernel bounded): steps, chunks and rate must
+    hold for those modes too, whose kernel is computed from the far end."""
+    layer = S4Block(d_model, kernel="diag", disc="dss", init="diag-legs", real_transform="none", d_state=8, l_max=48, **options)
+    with torch.no_grad():
+        layer.layer.kernel.raw_A_real[:, :2] = -0.05
+    return layer
+
+
 VARIANTS = [
+    ("dss-growing-modes", dss_with_growing_modes, {}),
     ("s4-bidirectional", S4Block, dict(d_state=8, bidirectional=True)),
     ("s4d-bidirectional", S4Block, dict(kernel="diag", d_state=8, bidirectional=True)),
     ("s4-channels-glu", S4Block, dict(d_state=8, channels=2, activation="glu")),

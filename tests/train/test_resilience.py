@@ -43,10 +43,11 @@ def _assert_same_training_state(a, b):
     assert a["lr_schedulers"][0]["_last_lr"] == b["lr_schedulers"][0]["_last_lr"]
 
 
-@pytest.mark.parametrize("schedule,how", [("cosine", "folder"), ("constant", "folder"), ("cosine", "last")])
-def test_a_run_interrupted_mid_epoch_resumes_exactly(tiny_overrides, tmp_path, schedule, how):
-    """6 steps per epoch: stop after step 8 (in the middle of epoch 2), resume, compare with a straight run."""
-    common = tiny_overrides + ["trainer.max_epochs=3", f"scheduler.name={schedule}", "run.test=false", "run.plot=false", "run.export=false"]
+@pytest.mark.parametrize("schedule,how,dropout", [("cosine", "folder", 0.0), ("constant", "folder", 0.0), ("cosine", "last", 0.0), ("cosine", "folder", 0.3)])
+def test_a_run_interrupted_mid_epoch_resumes_exactly(tiny_overrides, tmp_path, schedule, how, dropout):
+    """6 steps per epoch: stop after step 8 (in the middle of epoch 2), resume, compare with a straight run
+    (with dropout: the random stream is restored too)."""
+    common = tiny_overrides + ["trainer.max_epochs=3", f"scheduler.name={schedule}", "run.test=false", "run.plot=false", "run.export=false", f"model.dropout={dropout}"]
     straight = train(load_config(common + ["run.name=straight"]))
     with pytest.raises((KeyboardInterrupt, SystemExit)):
         train(load_config(common + ["run.name=smnist-s4d-cut"]), callbacks=(_StopAt(8),))

@@ -4,6 +4,7 @@
 from .base import Capabilities, CapabilityError, SequenceLayer, StateError
 from .baselines import GRU, LSTM, KVCache, LSTMState, MultiHeadAttention
 from .fftconv import FFTConv
+from .h3 import H3, H3State
 from .registry import LAYERS, layer_names, make_layer
 from .s4block import S4Block
 
@@ -14,6 +15,8 @@ __all__ = [
     "StateError",
     "FFTConv",
     "S4Block",
+    "H3",
+    "H3State",
     "GRU",
     "LSTM",
     "LSTMState",

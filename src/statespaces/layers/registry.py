@@ -13,6 +13,7 @@ from ..registry import Registry
 from .base import SequenceLayer
 from .baselines import GRU, LSTM, MultiHeadAttention
 from .fftconv import resolve_aliases
+from .h3 import H3
 from .s4block import S4Block
 
 __all__ = ["LAYERS", "make_layer", "layer_names"]
@@ -57,3 +58,4 @@ LAYERS.add("s4d-minimal", _minimal, "the pedagogical minimal S4D (seed s4d.py)",
 LAYERS.add("mha", MultiHeadAttention, "causal multi-head attention (rotary positions, key/value-cache step): the Transformer baseline and the attention of H3 / Mega hybrids", example={"n_heads": 2})
 LAYERS.add("gru", GRU, "GRU baseline (torch's nn.GRU behind the same contract)")
 LAYERS.add("lstm", LSTM, "LSTM baseline (torch's nn.LSTM behind the same contract)")
+LAYERS.add("h3", H3, "H3: shift SSM on keys, diagonal SSM on key-value products, multiplicative query (Fu et al. 2023)", example={"d_state": 4, "head_dim": 2})

@@ -99,6 +99,22 @@ class SequenceTask(pl.LightningModule):
             )
         return loss
 
+    # ---- the random stream travels with the checkpoint ---------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # a resumed run then draws the same dropout masks as an uninterrupted one
+        checkpoint["rng_states"] = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            checkpoint["rng_states"]["cuda"] = torch.cuda.get_rng_state_all()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        states = checkpoint.get("rng_states")
+        resuming = self._trainer is not None and self.trainer.state.fn == "fit"
+        if not states or not resuming:  # loading weights for evaluation leaves the caller's stream alone
+            return
+        torch.set_rng_state(states["torch"])
+        if "cuda" in states and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(states["cuda"])
+
     def validation_step(self, batch, batch_idx):
         self._shared(batch, "val")
 
@@ -204,7 +220,10 @@ class SequenceDataModule(pl.LightningDataModule):
         return trainer.current_epoch, done, done >= trainer.num_training_batches
 
     def _loader(self, ds, shuffle: bool, batch_size: int) -> DataLoader:
-        options = dict(batch_size=batch_size, num_workers=self.num_workers, collate_fn=self.collate, persistent_workers=self.num_workers > 0)
+        # a loader of its own random stream (worker seeds): starting an epoch's iteration must not draw from the
+        # global one, or the dropout masks would depend on how often Lightning builds and iterates loaders
+        generator = torch.Generator().manual_seed(self.seed)
+        options = dict(batch_size=batch_size, num_workers=self.num_workers, collate_fn=self.collate, persistent_workers=self.num_workers > 0, generator=generator)
         if shuffle:
             return ResumableLoader(ds, sampler=EpochShuffle(len(ds), self.seed), progress=self._progress, **options)
         return DataLoader(ds, **options)
