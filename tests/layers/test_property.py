@@ -53,7 +53,7 @@ def s4_options(draw) -> dict:
 
 
 @pytest.mark.filterwarnings("ignore")
-@settings(max_examples=80, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=250, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(options=s4_options(), rate=st.sampled_from([2.0, 0.5]), length=st.sampled_from([12, 23]))
 def test_any_valid_s4block_configuration_conforms(options, rate, length):
     check_layer(S4Block, options=options, rate=rate, length=length, model=False)
