@@ -1,8 +1,8 @@
 """statespaces: structured state space sequence models (S4 and its family) in pure PyTorch."""
 
 from . import minimal, ops
-from .kernels import KERNELS, DiagKernel, DPLRKernel, Kernel, LongConvKernel, NumericalError, ShiftKernel, SSMKernel
-from .layers import H3, LAYERS, Capabilities, CapabilityError, FFTConv, S4Block, SequenceLayer, StateError, make_layer
+from .kernels import KERNELS, DiagKernel, DPLRKernel, Kernel, LongConvKernel, NumericalError, SGConvKernel, ShiftKernel, SSMKernel
+from .layers import H3, LAYERS, Capabilities, CapabilityError, FFTConv, S4Block, SequenceLayer, SGConv, StateError, make_layer
 from .optim import param_groups
 from .registry import Registry, UnknownNameError
 
@@ -16,6 +16,7 @@ __all__ = [
     "S4Block",
     "FFTConv",
     "H3",
+    "SGConv",
     "LAYERS",
     "make_layer",
     "Kernel",
@@ -24,6 +25,7 @@ __all__ = [
     "DPLRKernel",
     "LongConvKernel",
     "ShiftKernel",
+    "SGConvKernel",
     "KERNELS",
     "NumericalError",
     "Registry",

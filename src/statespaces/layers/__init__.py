@@ -7,6 +7,7 @@ from .fftconv import FFTConv
 from .h3 import H3, H3State
 from .registry import LAYERS, layer_names, make_layer
 from .s4block import S4Block
+from .sgconv import SGConv
 
 __all__ = [
     "SequenceLayer",
@@ -17,6 +18,7 @@ __all__ = [
     "S4Block",
     "H3",
     "H3State",
+    "SGConv",
     "GRU",
     "LSTM",
     "LSTMState",
