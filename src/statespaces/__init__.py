@@ -2,7 +2,7 @@
 
 from . import minimal, ops
 from .kernels import KERNELS, DiagKernel, DPLRKernel, Kernel, LongConvKernel, NumericalError, SGConvKernel, ShiftKernel, SSMKernel
-from .layers import H3, LAYERS, Capabilities, CapabilityError, FFTConv, S4Block, SequenceLayer, SGConv, StateError, make_layer
+from .layers import H3, LAYERS, S5, Capabilities, CapabilityError, FFTConv, S4Block, SequenceLayer, SGConv, StateError, make_layer
 from .optim import param_groups
 from .registry import Registry, UnknownNameError
 
@@ -17,6 +17,7 @@ __all__ = [
     "FFTConv",
     "H3",
     "SGConv",
+    "S5",
     "LAYERS",
     "make_layer",
     "Kernel",

@@ -7,6 +7,7 @@ from .fftconv import FFTConv
 from .h3 import H3, H3State
 from .registry import LAYERS, layer_names, make_layer
 from .s4block import S4Block
+from .s5 import S5
 from .sgconv import SGConv
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "H3",
     "H3State",
     "SGConv",
+    "S5",
     "GRU",
     "LSTM",
     "LSTMState",

@@ -18,6 +18,7 @@ dimension that is empty in ``default_state`` (a cache that grows, such as attent
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any, NamedTuple
 
@@ -177,13 +178,19 @@ class SequenceLayer(nn.Module):
         return super()._apply(fn, recurse)
 
     # ---- the contract ------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor, state: Any = None, *, rate: float = 1.0, lengths=None):
+    def forward(self, x: torch.Tensor, state: Any = None, *, rate: float = 1.0, lengths=None, **extras):
         """x (B, L, H) ((B, H, L) if transposed) -> (y (B, L, d_output) in the same layout, next_state).
 
         ``next_state`` is None unless a ``state`` is given (start from ``default_state(B)``); with
         ``lengths`` (B,) it is the state after each sequence's own last valid step, and outputs past a
-        sequence's length are zero.
+        sequence's length are zero.  ``extras``: per-family inputs a family's ``_forward`` declares (S5's
+        ``timesteps``); any other keyword is a TypeError naming what the layer accepts.
         """
+        if extras:
+            accepted = self.forward_extras()
+            wrong = sorted(set(extras) - accepted)
+            if wrong:
+                raise TypeError(f"{type(self).__name__}.forward() got unexpected keyword(s) {wrong}; it accepts state, rate, lengths" + "".join(f", {a}" for a in sorted(accepted)))
         self._check_input(x)
         B, L = x.shape[0], x.shape[2 if self.transposed else 1]
         rate = self._check_rate(rate)
@@ -199,12 +206,18 @@ class SequenceLayer(nn.Module):
             mask = mask[:, None, :] if self.transposed else mask[:, :, None]
             x = torch.where(mask, x, torch.zeros((), dtype=x.dtype, device=x.device))
         u = x.transpose(1, 2) if self.transposed != self.length_last else x
-        y, next_state = self._forward(u, state, rate, lengths)
+        y, next_state = self._forward(u, state, rate, lengths, **extras)
         if self.transposed != self.length_last:
             y = y.transpose(1, 2)
         if mask is not None:
             y = torch.where(mask, y, torch.zeros((), dtype=y.dtype, device=y.device))
         return y, next_state
+
+    def forward_extras(self) -> set[str]:
+        """Keywords beyond state, rate and lengths that this layer's ``forward`` takes: the keyword-only
+        parameters of its ``_forward``."""
+        params = inspect.signature(self._forward).parameters.values()
+        return {p.name for p in params if p.kind is p.KEYWORD_ONLY}
 
     def setup_step(self, **options) -> None:
         """Prepare the recurrent form from the current parameters (call again after they change)."""

@@ -15,6 +15,7 @@ from .baselines import GRU, LSTM, MultiHeadAttention
 from .fftconv import resolve_aliases
 from .h3 import H3
 from .s4block import S4Block
+from .s5 import S5
 from .sgconv import SGConv
 
 __all__ = ["LAYERS", "make_layer", "layer_names"]
@@ -61,3 +62,4 @@ LAYERS.add("gru", GRU, "GRU baseline (torch's nn.GRU behind the same contract)")
 LAYERS.add("lstm", LSTM, "LSTM baseline (torch's nn.LSTM behind the same contract)")
 LAYERS.add("h3", H3, "H3: shift SSM on keys, diagonal SSM on key-value products, multiplicative query (Fu et al. 2023)", example={"d_state": 4, "head_dim": 2})
 LAYERS.add("sgconv", SGConv, "SGConv: multi-scale decaying global convolution (Li et al. 2023), FIR step", example={"l_max": 32, "kernel_dim": 8})
+LAYERS.add("s5", S5, "S5: one MIMO diagonal SSM (HiPPO-N blocks) by a parallel scan, variable time steps (Smith et al. 2023)", example={"ssm_size": 8, "blocks": 2})
