@@ -2,7 +2,20 @@
 
 from . import minimal, ops
 from .kernels import KERNELS, DiagKernel, DPLRKernel, Kernel, LongConvKernel, NumericalError, SGConvKernel, ShiftKernel, SSMKernel
-from .layers import H3, LAYERS, S5, Capabilities, CapabilityError, FFTConv, S4Block, SequenceLayer, SGConv, StateError, make_layer
+from .layers import (
+    H3,
+    LAYERS,
+    S5,
+    Capabilities,
+    CapabilityError,
+    FFTConv,
+    Mamba,
+    S4Block,
+    SequenceLayer,
+    SGConv,
+    StateError,
+    make_layer,
+)
 from .optim import param_groups
 from .registry import Registry, UnknownNameError
 
@@ -18,6 +31,7 @@ __all__ = [
     "H3",
     "SGConv",
     "S5",
+    "Mamba",
     "LAYERS",
     "make_layer",
     "Kernel",

@@ -149,3 +149,19 @@ def test_bad_shapes_are_clear_errors():
         selective_scan(**{**x, "u": x["u"][..., :0], "delta": x["delta"][..., :0]})
     with pytest.raises(ValueError, match="cu_seqlens must be"):
         selective_scan(**x, cu_seqlens=torch.tensor([0, 50, l]))
+
+
+def test_an_initial_state_continues_a_sequence_split_in_two():
+    gen = torch.Generator().manual_seed(3)
+    u, delta = torch.randn(b, d, l, generator=gen, dtype=F64), torch.rand(b, d, l, generator=gen, dtype=F64)
+    A = -torch.rand(d, n, generator=gen, dtype=F64)
+    B, C = torch.randn(b, n, l, generator=gen, dtype=F64), torch.randn(b, n, l, generator=gen, dtype=F64)
+    whole, last = selective_scan(u, delta, A, B, C, return_last_state=True, chunk=8)
+    cut = 15
+    first, mid = selective_scan(u[..., :cut], delta[..., :cut], A, B[..., :cut], C[..., :cut], return_last_state=True, chunk=8)
+    for fn in (selective_scan, selective_scan_ref):
+        second, end = fn(u[..., cut:], delta[..., cut:], A, B[..., cut:], C[..., cut:], return_last_state=True, initial_state=mid)
+        torch.testing.assert_close(torch.cat([first, second], -1), whole)
+        torch.testing.assert_close(end, last)
+    with pytest.raises(ValueError, match=r"initial_state must be \(b, d, n\)"):
+        selective_scan(u, delta, A, B, C, initial_state=torch.zeros(b, d, n + 1))

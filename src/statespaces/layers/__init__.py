@@ -5,6 +5,7 @@ from .base import Capabilities, CapabilityError, SequenceLayer, StateError
 from .baselines import GRU, LSTM, KVCache, LSTMState, MultiHeadAttention
 from .fftconv import FFTConv
 from .h3 import H3, H3State
+from .mamba import Mamba, MambaState
 from .registry import LAYERS, layer_names, make_layer
 from .s4block import S4Block
 from .s5 import S5
@@ -21,6 +22,8 @@ __all__ = [
     "H3State",
     "SGConv",
     "S5",
+    "Mamba",
+    "MambaState",
     "GRU",
     "LSTM",
     "LSTMState",

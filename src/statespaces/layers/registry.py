@@ -14,6 +14,7 @@ from .base import SequenceLayer
 from .baselines import GRU, LSTM, MultiHeadAttention
 from .fftconv import resolve_aliases
 from .h3 import H3
+from .mamba import Mamba
 from .s4block import S4Block
 from .s5 import S5
 from .sgconv import SGConv
@@ -63,3 +64,4 @@ LAYERS.add("lstm", LSTM, "LSTM baseline (torch's nn.LSTM behind the same contrac
 LAYERS.add("h3", H3, "H3: shift SSM on keys, diagonal SSM on key-value products, multiplicative query (Fu et al. 2023)", example={"d_state": 4, "head_dim": 2})
 LAYERS.add("sgconv", SGConv, "SGConv: multi-scale decaying global convolution (Li et al. 2023), FIR step", example={"l_max": 32, "kernel_dim": 8})
 LAYERS.add("s5", S5, "S5: one MIMO diagonal SSM (HiPPO-N blocks) by a parallel scan, variable time steps (Smith et al. 2023)", example={"ssm_size": 8, "blocks": 2})
+LAYERS.add("mamba", Mamba, "Mamba: the selective SSM block (Gu & Dao 2023) on ops.selective_scan, O(1) step", example={"d_state": 4, "expand": 2})

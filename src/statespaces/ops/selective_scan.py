@@ -109,14 +109,17 @@ def _chunk(u, delta, A, B_t, C_t, x0, reset):
     return y.transpose(1, 2), h[:, -1]
 
 
-def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, return_last_state=False, cu_seqlens=None, *, chunk: int = 64):
-    """The selective scan (see the module docstring for the math and every shape).  ``chunk`` sets how many steps
+def selective_scan(
+    u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, return_last_state=False, cu_seqlens=None, *, initial_state=None, chunk: int = 64
+):
+    """The selective scan (see the module docstring for the math and every shape).  ``initial_state`` (b, d, n)
+    (ours; mamba_ssm's kernel always starts from zero) is the state before step 0.  ``chunk`` sets how many steps
     are materialised as (b, chunk, d, n) tensors at a time, and recomputed in the backward pass."""
     dtype_in = u.dtype
     b, d, l = u.shape if u.dim() == 3 else (0, 0, 0)
     u, delta, A, B, C, _ = _prepare(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
     starts = _starts(cu_seqlens, l, u.device)
-    x = torch.zeros(b, d, A.shape[1], dtype=torch.promote_types(A.dtype, B.dtype), device=u.device)
+    x = _initial(initial_state, b, d, A, B)
     ys = []
     grad = torch.is_grad_enabled() and any(t.requires_grad for t in (u, delta, A, B, C))
     for lo in range(0, l, chunk):
@@ -126,6 +129,15 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
         ys.append(y)
     out = _epilogue(torch.cat(ys, -1), u, D, z, dtype_in)
     return (out, x) if return_last_state else out
+
+
+def _initial(state, b: int, d: int, A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+    dtype = torch.promote_types(A.dtype, B.dtype)
+    if state is None:
+        return torch.zeros(b, d, A.shape[1], dtype=dtype, device=A.device)
+    if tuple(state.shape) != (b, d, A.shape[1]):
+        raise ValueError(f"initial_state must be (b, d, n) = {(b, d, A.shape[1])}, got {tuple(state.shape)}")
+    return state.to(dtype)
 
 
 def _starts(cu_seqlens, l: int, device) -> torch.Tensor | None:
@@ -140,13 +152,15 @@ def _starts(cu_seqlens, l: int, device) -> torch.Tensor | None:
     return starts
 
 
-def selective_scan_ref(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, return_last_state=False, cu_seqlens=None):
+def selective_scan_ref(
+    u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, return_last_state=False, cu_seqlens=None, *, initial_state=None
+):
     """The step-by-step loop of :func:`selective_scan` (same signature, same shapes)."""
     dtype_in = u.dtype
     u, delta, A, B, C, _ = _prepare(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
     b, d, l = u.shape
     starts = _starts(cu_seqlens, l, u.device)
-    x = torch.zeros(b, d, A.shape[1], dtype=torch.promote_types(A.dtype, B.dtype), device=u.device)
+    x = _initial(initial_state, b, d, A, B)
     ys = []
     for t in range(l):
         B_t, C_t = _per_step(B, d, t, t + 1)[:, 0], _per_step(C, d, t, t + 1)[:, 0]  # (b|1, d|1, n)
