@@ -32,7 +32,7 @@ TASKS = {
     "delay": ("delay", "mse"),
 }
 SSM_LR = {"lr": 1e-3}
-RECIPES = {"s4": SSM_LR, "s4d": SSM_LR, "dss": SSM_LR, "gss": {}, "s4d-minimal": SSM_LR, "lssl": SSM_LR, "liquid-s4": SSM_LR, "h3": SSM_LR, "s5": SSM_LR, "mamba": {}}
+RECIPES = {"s4": SSM_LR, "s4d": SSM_LR, "dss": SSM_LR, "gss": {}, "s4d-minimal": SSM_LR, "lssl": SSM_LR, "liquid-s4": SSM_LR, "h3": SSM_LR, "s5": SSM_LR, "mamba": {}, "mamba2": {"d_state": 64, "headdim": 16, "chunk_size": 64}}
 
 
 def layer_options(name: str, L: int) -> dict:

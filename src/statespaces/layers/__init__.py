@@ -6,6 +6,7 @@ from .baselines import GRU, LSTM, KVCache, LSTMState, MultiHeadAttention
 from .fftconv import FFTConv
 from .h3 import H3, H3State
 from .mamba import Mamba, MambaState
+from .mamba2 import Mamba2, Mamba2State
 from .registry import LAYERS, layer_names, make_layer
 from .s4block import S4Block
 from .s5 import S5
@@ -24,6 +25,8 @@ __all__ = [
     "S5",
     "Mamba",
     "MambaState",
+    "Mamba2",
+    "Mamba2State",
     "GRU",
     "LSTM",
     "LSTMState",

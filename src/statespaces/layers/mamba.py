@@ -122,7 +122,7 @@ class Mamba(SequenceLayer):
         y, last = selective_scan(
             x,
             rearrange(delta, "b l d -> b d l"),
-            -torch.exp(self.A_log.float()).to(x.dtype),
+            -torch.exp(self.A_log.to(torch.promote_types(self.A_log.dtype, torch.float32))).to(x.dtype),
             rearrange(B, "b l n -> b n l"),
             rearrange(C, "b l n -> b n l"),
             self.D,
@@ -148,7 +148,7 @@ class Mamba(SequenceLayer):
         x = F.silu((window * self.conv1d.weight[:, 0]).sum(-1) + (self.conv1d.bias if self.conv1d.bias is not None else 0))
         dt, B, C = torch.split(self.x_proj(x), [self.dt_rank, self.d_state, self.d_state], dim=-1)
         delta = F.softplus(self.dt_proj(dt))  # (B d)
-        A = -torch.exp(self.A_log.float()).to(x.dtype)
+        A = -torch.exp(self.A_log.to(torch.promote_types(self.A_log.dtype, torch.float32))).to(x.dtype)
         ssm = torch.exp(delta[..., None] * A) * state.ssm + (delta * x)[..., None] * B[:, None, :]
         y = (ssm * C[:, None, :]).sum(-1) + self.D * x
         y = y * F.silu(z)
