@@ -51,6 +51,7 @@ class ModelConfig:
         layers: an explicit per-block list instead of the above: each entry a layer name or a dict
             ``{"name": <layer>, **options}``.
         norm: 'layer', 'batch', 'rms' or 'none'.
+        norm_eps: epsilon of the layer / RMS norms (None: torch's defaults, 1e-5 and the dtype's eps).
         prenorm: normalise before the layer (and once more at the end) instead of after the residual.
         dropout, tie_dropout: dropout on each layer's output before the residual add.
         ffn: expansion factor of a position-wise MLP block after each layer (None: no MLP).
@@ -70,6 +71,7 @@ class ModelConfig:
     attn_options: dict = field(default_factory=dict)
     layers: list | None = None
     norm: str = "layer"
+    norm_eps: float | None = None
     prenorm: bool = False
     dropout: float = 0.0
     tie_dropout: bool = False
@@ -135,11 +137,11 @@ class ModelState:
     pool: tuple | None = None
 
 
-def _norm(kind: str, d: int) -> nn.Module:
+def _norm(kind: str, d: int, eps: float | None = None) -> nn.Module:
     if kind == "layer":
-        return nn.LayerNorm(d)
+        return nn.LayerNorm(d) if eps is None else nn.LayerNorm(d, eps=eps)
     if kind == "rms":
-        return nn.RMSNorm(d)
+        return nn.RMSNorm(d, eps=eps)
     if kind == "batch":
         return _BatchNorm(d)
     return nn.Identity()
@@ -162,14 +164,14 @@ class ResidualBlock(nn.Module):
         super().__init__()
         H = cfg.d_model
         self.prenorm = cfg.prenorm
-        self.norm = _norm(cfg.norm, H)
+        self.norm = _norm(cfg.norm, H, cfg.norm_eps)
         self.layer = make_layer(layer, H, **options)
         if self.layer.d_output != H:
             raise ValueError(f"layer {layer!r} outputs {self.layer.d_output} features; a residual block needs d_model={H}")
         self.drop = SequenceDropout(cfg.dropout, cfg.tie_dropout, length_last=False)
         self.ffn = None
         if cfg.ffn:
-            self.ffn_norm = _norm(cfg.norm, H)
+            self.ffn_norm = _norm(cfg.norm, H, cfg.norm_eps)
             self.ffn = nn.Sequential(nn.Linear(H, cfg.ffn * H), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(cfg.ffn * H, H))
 
     def _mix(self, x, fn):
@@ -214,7 +216,7 @@ class SequenceModel(nn.Module):
         H = cfg.d_model
         self.encoder = nn.Embedding(cfg.d_input, H) if cfg.tokens else nn.Linear(cfg.d_input, H)
         self.blocks = nn.ModuleList(ResidualBlock(cfg, name, options) for name, options in cfg.block_specs())
-        self.final_norm = _norm(cfg.norm, H) if cfg.prenorm else nn.Identity()
+        self.final_norm = _norm(cfg.norm, H, cfg.norm_eps) if cfg.prenorm else nn.Identity()
         self.decoder = nn.Linear(H, cfg.d_output)
         if cfg.tie_embeddings:
             self.decoder.weight = self.encoder.weight
