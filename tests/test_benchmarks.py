@@ -18,3 +18,10 @@ def test_tasks_benchmark_smoke_writes_its_table_json_and_plot(tmp_path):
     assert {(r["layer"], r["task"]) for r in rows} == {(a, b) for a in ("s4d", "gru") for b in ("associative_recall", "delay")}
     assert all(r["test"] is not None for r in rows)
     assert (tmp_path / "tasks.png").stat().st_size > 0
+
+
+def test_scan_layers_benchmark_smoke_prints_every_layer():
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_scan_layers.py"), "--smoke"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    for name in ("s5", "mamba", "mamba2"):
+        assert f"| {name} |" in out.stdout
