@@ -3,6 +3,8 @@
     statespaces train [experiment=NAME] [key=value ...]    train (default: S4D on sequential MNIST)
     statespaces eval ckpt=PATH [key=value ...]             test a checkpoint or run folder
     statespaces generate ckpt=PATH prompt=TEXT n=200 [temperature=1.0 top_p=1.0 top_k=0 seed=0]
+    statespaces compare experiment=NAME layers=s4d,gru,... [data=A,B] [key=value ...]
+                                                           train each layer (on each dataset) and tabulate
     statespaces experiments                                list the named experiments
     statespaces datasets                                   list the datasets and the extra each needs
     statespaces layers                                     list the sequence layers and what each supports
@@ -19,7 +21,7 @@ from .registry import UnknownNameError, suggest
 
 __all__ = ["main"]
 
-COMMANDS = ("train", "eval", "generate", "experiments", "datasets", "layers")
+COMMANDS = ("train", "eval", "generate", "compare", "experiments", "datasets", "layers")
 
 
 class UsageError(ValueError):
@@ -110,6 +112,25 @@ def cmd_generate(args: list[str]) -> int:
     except ValueError as e:  # the sampling options, checked by generate() before any work
         raise UsageError(f"generate: {e}") from None
     print("".join(itos[i] for i in out[0].tolist()))
+    return 0
+
+
+def cmd_compare(args: list[str]) -> int:
+    from .train.compare import compare  # noqa: PLC0415
+
+    own = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in args if a.split("=", 1)[0] in ("experiment", "layers", "data", "out")}
+    rest = [a for a in args if a.split("=", 1)[0] not in own]
+    if "experiment" not in own or "layers" not in own:
+        raise UsageError("compare: needs experiment=NAME and layers=a,b,... (e.g. layers=s4d,gru,lstm,mha)")
+    datasets = own["data"].split(",") if own.get("data") else None
+    try:
+        result = compare(own["experiment"], own["layers"].split(","), datasets, rest, own.get("out"))
+    except UnknownNameError:
+        raise
+    except ValueError as e:
+        raise UsageError(f"compare: {e}") from None
+    print(result["table"])
+    print(f"comparison folder: {result['folder']}")
     return 0
 
 
