@@ -1,10 +1,22 @@
 """statespaces: structured state space sequence models (S4 and its family) in pure PyTorch."""
 
 from . import minimal, ops
-from .kernels import KERNELS, DiagKernel, DPLRKernel, Kernel, LongConvKernel, NumericalError, SGConvKernel, ShiftKernel, SSMKernel
+from .kernels import (
+    KERNELS,
+    DiagKernel,
+    DPLRKernel,
+    Kernel,
+    KrylovKernel,
+    LongConvKernel,
+    NumericalError,
+    SGConvKernel,
+    ShiftKernel,
+    SSMKernel,
+)
 from .layers import (
     H3,
     LAYERS,
+    LSSL,
     S5,
     Capabilities,
     CapabilityError,
@@ -32,6 +44,7 @@ __all__ = [
     "H3",
     "SGConv",
     "S5",
+    "LSSL",
     "Mamba",
     "Mamba2",
     "LAYERS",
@@ -41,6 +54,7 @@ __all__ = [
     "DiagKernel",
     "DPLRKernel",
     "LongConvKernel",
+    "KrylovKernel",
     "ShiftKernel",
     "SGConvKernel",
     "KERNELS",

@@ -5,6 +5,7 @@ from .base import Capabilities, CapabilityError, SequenceLayer, StateError
 from .baselines import GRU, LSTM, KVCache, LSTMState, MultiHeadAttention
 from .fftconv import FFTConv
 from .h3 import H3, H3State
+from .lssl import LSSL
 from .mamba import Mamba, MambaState
 from .mamba2 import Mamba2, Mamba2State
 from .registry import LAYERS, layer_names, make_layer
@@ -23,6 +24,7 @@ __all__ = [
     "H3State",
     "SGConv",
     "S5",
+    "LSSL",
     "Mamba",
     "MambaState",
     "Mamba2",
