@@ -5,6 +5,7 @@ from .base import Capabilities, CapabilityError, SequenceLayer, StateError
 from .baselines import GRU, LSTM, KVCache, LSTMState, MultiHeadAttention
 from .fftconv import FFTConv
 from .h3 import H3, H3State
+from .hyena import Hyena, HyenaState
 from .lssl import LSSL
 from .mamba import Mamba, MambaState
 from .mamba2 import Mamba2, Mamba2State
@@ -25,6 +26,8 @@ __all__ = [
     "SGConv",
     "S5",
     "LSSL",
+    "Hyena",
+    "HyenaState",
     "Mamba",
     "MambaState",
     "Mamba2",

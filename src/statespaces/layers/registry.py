@@ -14,6 +14,7 @@ from .base import SequenceLayer
 from .baselines import GRU, LSTM, MultiHeadAttention
 from .fftconv import resolve_aliases
 from .h3 import H3
+from .hyena import Hyena
 from .lssl import LSSL
 from .mamba import Mamba
 from .mamba2 import Mamba2
@@ -69,3 +70,4 @@ LAYERS.add("s5", S5, "S5: one MIMO diagonal SSM (HiPPO-N blocks) by a parallel s
 LAYERS.add("mamba", Mamba, "Mamba: the selective SSM block (Gu & Dao 2023) on ops.selective_scan, O(1) step", example={"d_state": 4, "expand": 2})
 LAYERS.add("mamba2", Mamba2, "Mamba-2: the SSD layer (Dao & Gu 2024), chunked matmuls, gated RMSNorm, O(1) step", example={"d_state": 4, "headdim": 4, "chunk_size": 8})
 LAYERS.add("lssl", LSSL, "LSSL (Gu et al. 2021): dense HiPPO A, bilinear, Krylov kernel; the predecessor of S4", example={"d_state": 4})
+LAYERS.add("hyena", Hyena, "Hyena (Poli et al. 2023): implicit long filters, gated order-N recurrence, exact O(l_max) step", example={"l_max": 32, "filter_order": 8})
