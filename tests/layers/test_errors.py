@@ -47,7 +47,7 @@ def test_block_dropout_is_applied_once():
 
 
 def test_unknown_mode_init_disc_activation():
-    with pytest.raises(UnknownNameError, match=r"unknown kernel 'dlpr' \(did you mean 'dplr'\?\); available: dense, diag, longconv, nplr, sgconv, shift"):
+    with pytest.raises(UnknownNameError, match=r"unknown kernel 'dlpr' \(did you mean 'dplr'\?\); available: dense, diag, ema, longconv, nplr, sgconv, shift"):
         FFTConv(8, mode="dlpr")
     with pytest.raises(ValueError, match=r"unknown init 'legz'.*'legs'"):
         FFTConv(8, init="legz")
