@@ -6,6 +6,7 @@ from .baselines import GRU, LSTM, KVCache, LSTMState, MultiHeadAttention
 from .fftconv import FFTConv
 from .h3 import H3, H3State
 from .hyena import Hyena, HyenaState
+from .liquid import LiquidS4, LiquidState
 from .lssl import LSSL
 from .mamba import Mamba, MambaState
 from .mamba2 import Mamba2, Mamba2State
@@ -26,6 +27,8 @@ __all__ = [
     "SGConv",
     "S5",
     "LSSL",
+    "LiquidS4",
+    "LiquidState",
     "Hyena",
     "HyenaState",
     "Mamba",

@@ -15,6 +15,7 @@ from .baselines import GRU, LSTM, MultiHeadAttention
 from .fftconv import resolve_aliases
 from .h3 import H3
 from .hyena import Hyena
+from .liquid import LiquidS4
 from .lssl import LSSL
 from .mamba import Mamba
 from .mamba2 import Mamba2
@@ -71,3 +72,4 @@ LAYERS.add("mamba", Mamba, "Mamba: the selective SSM block (Gu & Dao 2023) on op
 LAYERS.add("mamba2", Mamba2, "Mamba-2: the SSD layer (Dao & Gu 2024), chunked matmuls, gated RMSNorm, O(1) step", example={"d_state": 4, "headdim": 4, "chunk_size": 8})
 LAYERS.add("lssl", LSSL, "LSSL (Gu et al. 2021): dense HiPPO A, bilinear, Krylov kernel; the predecessor of S4", example={"d_state": 4})
 LAYERS.add("hyena", Hyena, "Hyena (Poli et al. 2023): implicit long filters, gated order-N recurrence, exact O(l_max) step", example={"l_max": 32, "filter_order": 8})
+LAYERS.add("liquid-s4", LiquidS4, "Liquid-S4 (Hasani et al. 2023): S4 plus causal input-correlation (polyb) terms", example={"d_state": 4, "liquid_degree": 3})
