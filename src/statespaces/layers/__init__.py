@@ -10,6 +10,7 @@ from .liquid import LiquidS4, LiquidState
 from .lssl import LSSL
 from .mamba import Mamba, MambaState
 from .mamba2 import Mamba2, Mamba2State
+from .mega import MegaBlock, MegaState
 from .registry import LAYERS, layer_names, make_layer
 from .s4block import S4Block
 from .s5 import S5
@@ -27,6 +28,8 @@ __all__ = [
     "SGConv",
     "S5",
     "LSSL",
+    "MegaBlock",
+    "MegaState",
     "LiquidS4",
     "LiquidState",
     "Hyena",

@@ -19,6 +19,7 @@ from .liquid import LiquidS4
 from .lssl import LSSL
 from .mamba import Mamba
 from .mamba2 import Mamba2
+from .mega import MegaBlock
 from .s4block import S4Block
 from .s5 import S5
 from .sgconv import SGConv
@@ -73,3 +74,4 @@ LAYERS.add("mamba2", Mamba2, "Mamba-2: the SSD layer (Dao & Gu 2024), chunked ma
 LAYERS.add("lssl", LSSL, "LSSL (Gu et al. 2021): dense HiPPO A, bilinear, Krylov kernel; the predecessor of S4", example={"d_state": 4})
 LAYERS.add("hyena", Hyena, "Hyena (Poli et al. 2023): implicit long filters, gated order-N recurrence, exact O(l_max) step", example={"l_max": 32, "filter_order": 8})
 LAYERS.add("liquid-s4", LiquidS4, "Liquid-S4 (Hasani et al. 2023): S4 plus causal input-correlation (polyb) terms", example={"d_state": 4, "liquid_degree": 3})
+LAYERS.add("mega", MegaBlock, "Mega (Ma et al. 2023): EMA then gated single-head attention (softmax, relative bias, chunks), KV-cache step", example={"zdim": 4, "hdim": 8, "chunk_size": 5})

@@ -1,0 +1,89 @@
+"""Mega against a loop over time of its equations (EMA recurrence, gated single-head attention with the simple
+relative bias, chunks), the chunk-sized cache, gradients, conformance and errors."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from statespaces import MegaBlock
+from statespaces.testing import check_layer
+
+
+def _loop(m: MegaBlock, x: torch.Tensor) -> torch.Tensor:
+    B, L, H = x.shape
+    ker = m.ema.kernel
+    p = torch.sigmoid(ker.delta[0])
+    q_ema = 1 - p * torch.sigmoid(ker.alpha[0])
+    w_in, w_out = p * ker.beta[0], ker.gamma[0] / math.sqrt(ker.N)
+    omega = m.ema.D[0]
+    h_ema = torch.zeros(B, H, ker.N, dtype=x.dtype)
+    keys, values, outs = [], [], []
+    for t in range(L):
+        h_ema = w_in * x[:, t, :, None] + q_ema * h_ema
+        mx = F.silu((w_out * h_ema).sum(-1) + omega * x[:, t])
+        base = mx @ m.mx_proj.weight.T + m.mx_proj.bias
+        u = torch.sigmoid(base[:, :H])
+        zr = F.silu(base[:, H : H + m.zdim + m.hdim])
+        hx = base[:, H + m.zdim + m.hdim :]
+        z, r = zr[:, : m.zdim], zr[:, m.zdim :]
+        q, k = z * m.gamma[0] + m.beta[0], z * m.gamma[1] + m.beta[1]
+        v = F.silu(x[:, t] @ m.v_proj.weight.T + m.v_proj.bias)
+        keys.append(k)
+        values.append(v)
+        first = 0 if m.chunk_size is None else (t // m.chunk_size) * m.chunk_size
+        js = list(range(first, t + 1))
+        scores = torch.stack([(q * keys[j]).sum(-1) / math.sqrt(m.zdim) + m.rel_pos_bias[m.max_positions - 1 + j - t] for j in js], -1)
+        weights = torch.softmax(scores, -1)
+        att = sum(weights[:, i, None] * values[j] for i, j in enumerate(js))
+        h = F.silu(hx + (att * r) @ m.h_proj.weight.T + m.h_proj.bias)
+        outs.append(u * (h - x[:, t]))
+    return torch.stack(outs, 1)
+
+
+@pytest.mark.parametrize("chunk_size", [None, 4])
+def test_mega_matches_a_loop_of_its_equations(chunk_size):
+    torch.manual_seed(0)
+    m = MegaBlock(4, zdim=3, hdim=5, ndim=2, chunk_size=chunk_size, max_positions=16).double()
+    with torch.no_grad():
+        m.rel_pos_bias.normal_(0, 0.5)  # make the bias matter
+    x = torch.randn(2, 11, 4, dtype=torch.float64)
+    torch.testing.assert_close(m(x)[0], _loop(m, x), rtol=1e-9, atol=1e-10)
+
+
+def test_chunked_cache_keeps_only_the_current_chunk():
+    m = MegaBlock(4, zdim=3, hdim=5, chunk_size=5).double().eval()
+    m.setup_step()
+    state = m.default_state(2)
+    for t in range(7):
+        _, state = m.step(torch.randn(2, 4, dtype=torch.float64), state)
+    assert state.k.shape[1] == 2 and state.key_pos.tolist() == [[5, 6], [5, 6]] and state.count.tolist() == [7, 7]
+    unchunked = MegaBlock(4, zdim=3, hdim=5).double()
+    unchunked.setup_step()
+    s = unchunked.default_state(1)
+    for t in range(7):
+        _, s = unchunked.step(torch.randn(1, 4, dtype=torch.float64), s)
+    assert s.k.shape[1] == 7
+
+
+def test_gradients_match_finite_differences():
+    torch.manual_seed(0)
+    m = MegaBlock(2, zdim=2, hdim=3, chunk_size=3, max_positions=8).double()
+    x = torch.randn(1, 6, 2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda u: m(u)[0], (x,))
+    for name in ("gamma", "beta", "rel_pos_bias", "ema.kernel.delta"):
+        p = m.get_parameter(name)
+        assert torch.autograd.gradcheck(lambda t: torch.func.functional_call(m, {name: t}, (x.detach(),))[0], (p.detach().clone().requires_grad_(),)), name
+
+
+@pytest.mark.parametrize("options", [dict(zdim=4, hdim=6), dict(zdim=4, hdim=6, chunk_size=7, ndim=3), dict(zdim=2, hdim=8, chunk_size=1)], ids=str)
+def test_mega_conforms(options):
+    check_layer(MegaBlock, options=options, model=False)
+
+
+def test_mega_errors():
+    with pytest.raises(ValueError, match="chunk_size must be None or a positive int, got 0"):
+        MegaBlock(4, chunk_size=0)
+    with pytest.raises(ValueError, match="zdim must be a positive int"):
+        MegaBlock(4, zdim=0)
