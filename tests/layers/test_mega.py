@@ -34,22 +34,28 @@ def _loop(m: MegaBlock, x: torch.Tensor) -> torch.Tensor:
         values.append(v)
         first = 0 if m.chunk_size is None else (t // m.chunk_size) * m.chunk_size
         js = list(range(first, t + 1))
-        scores = torch.stack([(q * keys[j]).sum(-1) / math.sqrt(m.zdim) + m.rel_pos_bias[m.max_positions - 1 + j - t] for j in js], -1)
-        weights = torch.softmax(scores, -1)
+        bias = torch.stack([m.rel_pos_bias[m.max_positions - 1 + j - t] for j in js])
+        qk = torch.stack([(q * keys[j]).sum(-1) for j in js], -1)
+        if m.attention == "softmax":
+            weights = torch.softmax(qk / math.sqrt(m.zdim) + bias, -1)
+        elif m.attention == "relu2":
+            weights = torch.relu(qk / m.chunk_size + bias) ** 2
+        else:  # the official laplace: mu = 0.707107, sigma = 0.282095
+            weights = 0.5 * (1 + torch.erf((qk / m.chunk_size + bias - 0.707107) / (0.282095 * math.sqrt(2))))
         att = sum(weights[:, i, None] * values[j] for i, j in enumerate(js))
         h = F.silu(hx + (att * r) @ m.h_proj.weight.T + m.h_proj.bias)
         outs.append(u * (h - x[:, t]))
     return torch.stack(outs, 1)
 
 
-@pytest.mark.parametrize("chunk_size", [None, 4])
-def test_mega_matches_a_loop_of_its_equations(chunk_size):
+@pytest.mark.parametrize("chunk_size,attention", [(None, "softmax"), (4, "softmax"), (4, "laplace"), (3, "relu2")])
+def test_mega_matches_a_loop_of_its_equations(chunk_size, attention):
     torch.manual_seed(0)
-    m = MegaBlock(4, zdim=3, hdim=5, ndim=2, chunk_size=chunk_size, max_positions=16).double()
+    m = MegaBlock(4, zdim=3, hdim=5, ndim=2, chunk_size=chunk_size, max_positions=16, attention=attention).double()
     with torch.no_grad():
         m.rel_pos_bias.normal_(0, 0.5)  # make the bias matter
     x = torch.randn(2, 11, 4, dtype=torch.float64)
-    torch.testing.assert_close(m(x)[0], _loop(m, x), rtol=1e-9, atol=1e-10)
+    torch.testing.assert_close(m(x)[0], _loop(m, x), rtol=1e-6, atol=1e-8)  # the official laplace constants have 6 digits
 
 
 def test_chunked_cache_keeps_only_the_current_chunk():
@@ -77,7 +83,7 @@ def test_gradients_match_finite_differences():
         assert torch.autograd.gradcheck(lambda t: torch.func.functional_call(m, {name: t}, (x.detach(),))[0], (p.detach().clone().requires_grad_(),)), name
 
 
-@pytest.mark.parametrize("options", [dict(zdim=4, hdim=6), dict(zdim=4, hdim=6, chunk_size=7, ndim=3), dict(zdim=2, hdim=8, chunk_size=1)], ids=str)
+@pytest.mark.parametrize("options", [dict(zdim=4, hdim=6), dict(zdim=4, hdim=6, chunk_size=7, ndim=3, attention="laplace"), dict(zdim=2, hdim=8, chunk_size=1, attention="relu2")], ids=str)
 def test_mega_conforms(options):
     check_layer(MegaBlock, options=options, model=False)
 
@@ -87,3 +93,7 @@ def test_mega_errors():
         MegaBlock(4, chunk_size=0)
     with pytest.raises(ValueError, match="zdim must be a positive int"):
         MegaBlock(4, zdim=0)
+    with pytest.raises(ValueError, match="unknown attention 'softmx'"):
+        MegaBlock(4, attention="softmx")
+    with pytest.raises(ValueError, match="attention='laplace' scales by the attended length: set chunk_size"):
+        MegaBlock(4, attention="laplace")

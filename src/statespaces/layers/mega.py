@@ -15,21 +15,28 @@ in a post-norm stack (the official default); the block's norms and FFN are the m
 short).  The state is :class:`MegaState`: the EMA state and a key/value cache with each key's position (invalid
 slots at -1); with ``chunk_size`` only the current chunk's keys are kept, so the step costs O(chunk).  The
 relative position bias is the official 'simple' one (a learned scalar per offset up to ``max_positions``); the
-'rotary' bias and the 'laplace' / 'relu2' attention functions of the official code are not built yet.
+official 'rotary' bias is not built yet.  ``attention='laplace'`` or ``'relu2'`` (the official element attention:
+``f(q k^T / n + bias)`` with ``laplace(x) = (1 + erf((x - sqrt(1/2)) / sqrt(1/(2 pi)))) / 2`` or ``relu(x)^2``) scales by
+the attended length n, which the official code takes as the (chunk) length: here n = ``chunk_size``, required, so
+that a position's output never depends on how long the sequence is.
 """
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..registry import unknown
 from .base import SequenceLayer
 from .fftconv import FFTConv
 
 __all__ = ["MegaBlock", "MegaState"]
+
+ATTENTIONS = ("softmax", "laplace", "relu2")
 
 
 class MegaState(NamedTuple):
@@ -54,12 +61,13 @@ class MegaBlock(SequenceLayer):
         ndim: EMA dimensions (official default 2; LRA 16).
         chunk_size: attend within chunks of this many positions (None: the whole causal past).
         max_positions: the longest relative offset with its own bias (1024).
+        attention: 'softmax' (default), 'laplace' or 'relu2' (these need ``chunk_size``).
         attention_dropout, hidden_dropout: dropout on the attention weights and on the gated output (0).
         transposed: layout (B, H, L) instead of (B, L, H).
     """
 
     def __init__(self, d_model: int, zdim: int = 64, hdim: int | None = None, ndim: int = 2, chunk_size: int | None = None, max_positions: int = 1024,
-                 attention_dropout: float = 0.0, hidden_dropout: float = 0.0, transposed: bool = False):
+                 attention: str = "softmax", attention_dropout: float = 0.0, hidden_dropout: float = 0.0, transposed: bool = False):
         super().__init__(d_model, transposed=transposed)
         hdim = 2 * d_model if hdim is None else hdim
         for arg, v in (("zdim", zdim), ("hdim", hdim), ("max_positions", max_positions)):
@@ -67,7 +75,11 @@ class MegaBlock(SequenceLayer):
                 raise ValueError(f"{arg} must be a positive int, got {v!r}")
         if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
             raise ValueError(f"chunk_size must be None or a positive int, got {chunk_size!r}")
-        self.zdim, self.hdim, self.chunk_size, self.max_positions = zdim, hdim, chunk_size, max_positions
+        if attention not in ATTENTIONS:
+            raise unknown("attention", attention, ATTENTIONS)
+        if attention != "softmax" and chunk_size is None:
+            raise ValueError(f"attention={attention!r} scales by the attended length: set chunk_size (the official LRA configs do)")
+        self.zdim, self.hdim, self.chunk_size, self.max_positions, self.attention = zdim, hdim, chunk_size, max_positions, attention
         self.v_proj = nn.Linear(d_model, hdim)
         self.ema = FFTConv(d_model, kernel="ema", ndim=ndim)
         self.mx_proj = nn.Linear(d_model, 2 * d_model + zdim + hdim)
@@ -87,13 +99,24 @@ class MegaBlock(SequenceLayer):
     def _attend(self, q, k, v, q_pos, k_pos):
         """q (B, L, z) at positions q_pos (B, L); k, v (B, T, .) at k_pos (B, T) (-1: empty) -> (B, L, hdim)."""
         offset = (k_pos[:, None, :] - q_pos[:, :, None]).clamp(min=-(self.max_positions - 1))
-        scores = torch.einsum("blz,btz->blt", q, k) * self.zdim**-0.5 + self.rel_pos_bias[self.max_positions - 1 + offset]
+        bias = self.rel_pos_bias[self.max_positions - 1 + offset]
+        qk = torch.einsum("blz,btz->blt", q, k)
         allowed = (k_pos[:, None, :] >= 0) & (k_pos[:, None, :] <= q_pos[:, :, None])
         if self.chunk_size is not None:
             allowed = allowed & (k_pos[:, None, :] // self.chunk_size == q_pos[:, :, None] // self.chunk_size)
-        empty = ~allowed.any(-1, keepdim=True)  # a padded query with nothing to see: zero weights, not NaN
-        scores = scores.masked_fill(~allowed, -torch.inf).masked_fill(empty, 0.0)
-        weights = self.attention_dropout(torch.softmax(scores, dim=-1).masked_fill(empty, 0.0))
+        if self.attention == "softmax":
+            scores = qk * self.zdim**-0.5 + bias
+            empty = ~allowed.any(-1, keepdim=True)  # a padded query with nothing to see: zero weights, not NaN
+            scores = scores.masked_fill(~allowed, -torch.inf).masked_fill(empty, 0.0)
+            weights = torch.softmax(scores, dim=-1).masked_fill(empty, 0.0)
+        else:
+            scores = qk / self.chunk_size + bias
+            if self.attention == "relu2":
+                weights = F.relu(scores) ** 2
+            else:
+                weights = 0.5 * (1 + torch.erf((scores - math.sqrt(0.5)) / math.sqrt(1 / (2 * math.pi))))
+            weights = weights * allowed
+        weights = self.attention_dropout(weights)
         return torch.einsum("blt,bth->blh", weights, v)
 
     def _forward(self, x: torch.Tensor, state, rate: float, lengths):
