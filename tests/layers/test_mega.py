@@ -53,7 +53,9 @@ def test_mega_matches_a_loop_of_its_equations(chunk_size, attention):
     torch.manual_seed(0)
     m = MegaBlock(4, zdim=3, hdim=5, ndim=2, chunk_size=chunk_size, max_positions=16, attention=attention).double()
     with torch.no_grad():
-        m.rel_pos_bias.normal_(0, 0.5)  # make the bias matter
+        m.rel_pos_bias.normal_(0, 0.5)  # make the bias and the q-k products matter (tiny at initialisation)
+        m.gamma.normal_(0, 1.0)
+        m.beta.normal_(0, 0.5)
     x = torch.randn(2, 11, 4, dtype=torch.float64)
     torch.testing.assert_close(m(x)[0], _loop(m, x), rtol=1e-6, atol=1e-8)  # the official laplace constants have 6 digits
 
