@@ -11,6 +11,11 @@ the terms with no ``A_bar`` in between:
 
     y_k += sum_p (C . B_p) lcontract(u_k u_(k-1) ... u_(k-p+1))
 
+``liquid_kernel='kb'`` keeps the products of adjacent inputs at every lag: the correlation sequences convolved with
+the kernel of ``B_p``.  As ``B_p`` is ``B_bar`` times the scalar ``s^(p-1)``, that kernel is ``s^(p-1)`` times S4's
+own, so kb is S4 run on ``u + w`` with ``w_k = sum_p s^(p-1) lcontract(u_k ... u_(k-p+1))`` (and D on u alone):
+exact state forwarding and step come with it.
+
 Departures from the official code, on purpose:
   * causal: the official code flips the correlation sequence in time, so that output t receives products of the
     inputs near the *end* of the sequence; here output t gets the products ending at t.
@@ -18,7 +23,6 @@ Departures from the official code, on purpose:
     causal and has no recurrent form.
   * ``B_p = B_bar s^(p-1)`` with ``s = 1^T B_bar`` as unrolling gives; the official ``B_p = B_(p-1) (1^T B_(p-1))``
     compounds the sums (s^3 at p = 3) and agrees only at p = 2, the default degree.
-  * ``liquid_kernel='kb'`` (the correlations convolved with the kernel of ``B_p``) is not built yet.
 The step keeps the S4 state and the last ``degree - 1`` inputs.  :func:`liquid_recurrence_ref` is the exact
 nonlinear recurrence above (a step loop), the reference the tests hold the expansion against.
 """
@@ -37,7 +41,7 @@ from .fftconv import FFTConv
 
 __all__ = ["LiquidS4", "LiquidState", "liquid_recurrence_ref"]
 
-LIQUID_KERNELS = ("polyb",)
+LIQUID_KERNELS = ("polyb", "kb")
 CONTRACTIONS = (None, "tanh", "lecun")
 
 
@@ -63,7 +67,7 @@ class LiquidS4(SequenceLayer):
     Args:
         d_model: H.
         d_state: N of the S4 kernel (64).
-        liquid_kernel: 'polyb' (see the module docstring).
+        liquid_kernel: 'polyb' (default) or 'kb' (see the module docstring).
         liquid_degree: the highest input product order (2; >= 2).
         lcontract: None, 'tanh' or 'lecun', applied to each input product.
         transposed: layout (B, H, L) instead of (B, L, H).
@@ -86,18 +90,18 @@ class LiquidS4(SequenceLayer):
         self.output_linear = nn.Sequential(nn.Linear(d_model, 2 * d_model), nn.GLU(dim=-1))
 
     def coefficients(self, rate: float = 1.0) -> torch.Tensor:
-        """(degree - 1, H): ``C . B_p`` for p = 2 .. degree (real: ``2 Re`` over the conjugate pairs)."""
+        """(degree - 1, H): the weight of the degree-p products for p = 2 .. degree: ``C . B_p`` for polyb, ``s^(p-1)``
+        (the kernel of ``B_p`` over S4's) for kb; real (``2 Re`` over the conjugate pairs)."""
         st = self.ssm.kernel.structure(rate, torch.float64 if self.ssm.D.device.type != "mps" else None)
         dB, C = st["dB"], st["C"][0]  # (H N2)
         s = 2 * dB.real.sum(-1)  # 1^T B_bar over the full real state
-        cb = 2 * (C * dB).sum(-1).real  # (H,)
-        return torch.stack([cb * s ** (p - 1) for p in range(2, self.degree + 1)]).to(self.ssm.D.dtype)
+        scale = 2 * (C * dB).sum(-1).real if self.liquid_kernel == "polyb" else torch.ones_like(s)
+        return torch.stack([scale * s ** (p - 1) for p in range(2, self.degree + 1)]).to(self.ssm.D.dtype)
 
-    def _liquid(self, u: torch.Tensor, history: torch.Tensor, rate: float) -> torch.Tensor:
-        """Causal polyb terms for u (B, H, L) after ``history`` (B, H, degree - 1) -> (B, H, L)."""
+    def _liquid(self, u: torch.Tensor, history: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
+        """sum_p coef_p lcontract(u_t ... u_(t-p+1)) for u (B, H, L) after ``history`` (B, H, degree - 1)."""
         ext = torch.cat([history.to(u.dtype), u], -1)
         L, P = u.shape[-1], self.degree
-        coef = self.coefficients(rate)
         out = torch.zeros_like(u)
         product = u
         for p in range(2, P + 1):  # product of u_t ... u_(t-p+1)
@@ -107,10 +111,16 @@ class LiquidS4(SequenceLayer):
 
     def pre_activation(self, u: torch.Tensor, state: LiquidState | None = None, rate: float = 1.0, lengths=None):
         """u (B, L, H) -> the S4 output plus D u plus the liquid terms (B, L, H), before GELU, and the next state."""
-        y, ssm_state = self.ssm(u, None if state is None else state.ssm, rate=rate, lengths=lengths)
         ut = u.transpose(1, 2)
         history = state.inputs if state is not None else ut.new_zeros(ut.shape[0], self.d_model, self.degree - 1)
-        y = y + self._liquid(ut, history, rate).transpose(1, 2)
+        w = self._liquid(ut, history, self.coefficients(rate)).transpose(1, 2)  # (B L H)
+        ssm_state = None if state is None else state.ssm
+        if self.liquid_kernel == "polyb":
+            y, ssm_state = self.ssm(u, ssm_state, rate=rate, lengths=lengths)
+            y = y + w
+        else:  # S4 on u + w, D on u alone
+            y, ssm_state = self.ssm(u + w, ssm_state, rate=rate, lengths=lengths)
+            y = y - self.ssm.D[0] * w
         if state is None:
             return y, None
         ext = torch.cat([history.to(ut.dtype), ut], -1)
@@ -135,11 +145,17 @@ class LiquidS4(SequenceLayer):
         return {"realization", "rate"}
 
     def _step(self, x_t: torch.Tensor, state: LiquidState):
-        y, ssm_state = self.ssm.step(x_t, state.ssm)
+        w = torch.zeros_like(x_t)
         product = x_t
         for p in range(2, self.degree + 1):
             product = product * state.inputs[..., self.degree - p]
-            y = y + self._step_coef[p - 2] * _contract(product, self.lcontract)
+            w = w + self._step_coef[p - 2] * _contract(product, self.lcontract)
+        if self.liquid_kernel == "polyb":
+            y, ssm_state = self.ssm.step(x_t, state.ssm)
+            y = y + w
+        else:
+            y, ssm_state = self.ssm.step(x_t + w, state.ssm)
+            y = y - self.ssm.D[0] * w
         inputs = torch.cat([state.inputs[..., 1:], x_t[..., None]], -1)
         return self.output_linear(self.activation(y)), LiquidState(ssm_state, inputs)
 
