@@ -78,6 +78,20 @@ def _fail(check: str, message: str):
     raise ConformanceError(f"{check}: {message}")
 
 
+def gradcheck_parameters(module: torch.nn.Module, names, *inputs: torch.Tensor) -> None:
+    """``torch.autograd.gradcheck`` of ``module(*inputs)`` (its first output when it returns a tuple) with respect to
+    each named parameter in turn (float64 modules and inputs); raises AssertionError naming the parameter."""
+    for name in names:
+        param = module.get_parameter(name)
+
+        def fn(value, name=name):
+            out = torch.func.functional_call(module, {name: value}, tuple(t.detach() for t in inputs))
+            return out[0] if isinstance(out, tuple) else out
+
+        if not torch.autograd.gradcheck(fn, (param.detach().clone().requires_grad_(),)):
+            raise AssertionError(f"gradient of {name} does not match finite differences")
+
+
 def check_layer(
     layer: str | Callable[..., SequenceLayer],
     d_model: int = 8,
