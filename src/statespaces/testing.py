@@ -80,13 +80,19 @@ def _fail(check: str, message: str):
 
 def gradcheck_parameters(module: torch.nn.Module, names, *inputs: torch.Tensor) -> None:
     """``torch.autograd.gradcheck`` of ``module(*inputs)`` (its first output when it returns a tuple) with respect to
-    each named parameter in turn (float64 modules and inputs); raises AssertionError naming the parameter."""
+    the inputs that require grad, then to each named parameter in turn (float64 modules and inputs); raises
+    AssertionError naming what failed."""
+
+    def first(out):
+        return out[0] if isinstance(out, tuple) else out
+
+    if any(t.requires_grad for t in inputs) and not torch.autograd.gradcheck(lambda *xs: first(module(*xs)), inputs):
+        raise AssertionError("gradient of the inputs does not match finite differences")
     for name in names:
         param = module.get_parameter(name)
 
         def fn(value, name=name):
-            out = torch.func.functional_call(module, {name: value}, tuple(t.detach() for t in inputs))
-            return out[0] if isinstance(out, tuple) else out
+            return first(torch.func.functional_call(module, {name: value}, tuple(t.detach() for t in inputs)))
 
         if not torch.autograd.gradcheck(fn, (param.detach().clone().requires_grad_(),)):
             raise AssertionError(f"gradient of {name} does not match finite differences")

@@ -69,7 +69,6 @@ def test_gradients_match_finite_differences():
     torch.manual_seed(0)
     layer = Hyena(2, l_max=6, filter_order=4, num_inner_mlps=1).double()
     u = torch.randn(1, 6, 2, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda x: layer(x)[0], (u,))
     gradcheck_parameters(layer, ("filter_fn.z", "filter_fn.mlp.0.weight", "filter_fn.mlp.1.freq", "bias", "short_filter.weight"), u)
 
 

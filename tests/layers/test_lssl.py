@@ -85,7 +85,6 @@ def test_gradients_match_finite_differences():
     torch.manual_seed(0)
     layer = LSSL(2, d_state=3, learn=2).double()
     u = torch.randn(1, 6, 2, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda x: layer(x)[0], (u,))
     gradcheck_parameters(layer, ("layer.kernel.A_dense", "layer.kernel.B_dense", "layer.kernel.raw_dt", "layer.kernel.C"), u)
 
 

@@ -67,7 +67,6 @@ def test_gradients_match_finite_differences():
     torch.manual_seed(0)
     m = Mamba(2, d_state=2, d_conv=2, expand=1).double()
     u = torch.randn(1, 5, 2, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda x: m(x)[0], (u,))
     gradcheck_parameters(m, ("A_log", "D", "x_proj.weight", "dt_proj.bias", "conv1d.weight"), u)
 
 

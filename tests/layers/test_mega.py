@@ -79,7 +79,6 @@ def test_gradients_match_finite_differences():
     torch.manual_seed(0)
     m = MegaBlock(2, zdim=2, hdim=3, chunk_size=3, max_positions=8).double()
     x = torch.randn(1, 6, 2, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda u: m(u)[0], (x,))
     gradcheck_parameters(m, ("gamma", "beta", "rel_pos_bias", "ema.kernel.delta"), x)
 
 
