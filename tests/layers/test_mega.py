@@ -11,6 +11,13 @@ from statespaces import MegaBlock
 from statespaces.testing import check_layer, gradcheck_parameters
 
 
+def _rot(v: torch.Tensor, n: int) -> torch.Tensor:
+    half = v.shape[0] // 2
+    freq = torch.tensor([10000 ** (-i / half) for i in range(half)], dtype=v.dtype)
+    sin, cos = torch.sin(n * freq), torch.cos(n * freq)
+    return torch.cat([v[:half] * cos - v[half:] * sin, v[half:] * cos + v[:half] * sin])
+
+
 def _loop(m: MegaBlock, x: torch.Tensor) -> torch.Tensor:
     B, L, H = x.shape
     ker = m.ema.kernel
@@ -34,7 +41,10 @@ def _loop(m: MegaBlock, x: torch.Tensor) -> torch.Tensor:
         values.append(v)
         first = 0 if m.chunk_size is None else (t // m.chunk_size) * m.chunk_size
         js = list(range(first, t + 1))
-        bias = torch.stack([m.rel_pos_bias[m.max_positions - 1 + j - t] for j in js])
+        if m.rel_pos == "simple":
+            bias = torch.stack([m.rel_pos_bias[m.max_positions - 1 + j - t] for j in js])
+        else:  # the official rotary bias: rot(alpha, t) . rot(beta, j) with RoPE sinusoids on the halves
+            bias = torch.stack([(_rot(m.rot_alpha, t) * _rot(m.rot_beta, j)).sum() for j in js])
         qk = torch.stack([(q * keys[j]).sum(-1) for j in js], -1)
         if m.attention == "softmax":
             weights = torch.softmax(qk / math.sqrt(m.zdim) + bias, -1)
@@ -48,12 +58,13 @@ def _loop(m: MegaBlock, x: torch.Tensor) -> torch.Tensor:
     return torch.stack(outs, 1)
 
 
-@pytest.mark.parametrize("chunk_size,attention", [(None, "softmax"), (4, "softmax"), (4, "laplace"), (3, "relu2")])
-def test_mega_matches_a_loop_of_its_equations(chunk_size, attention):
+@pytest.mark.parametrize("chunk_size,attention,rel", [(None, "softmax", "simple"), (4, "softmax", "simple"), (4, "laplace", "simple"), (3, "relu2", "simple"), (None, "softmax", "rotary")])
+def test_mega_matches_a_loop_of_its_equations(chunk_size, attention, rel):
     torch.manual_seed(0)
-    m = MegaBlock(4, zdim=3, hdim=5, ndim=2, chunk_size=chunk_size, max_positions=16, attention=attention).double()
+    m = MegaBlock(4, zdim=4, hdim=5, ndim=2, chunk_size=chunk_size, max_positions=16, attention=attention, rel_pos_bias=rel).double()
     with torch.no_grad():
-        m.rel_pos_bias.normal_(0, 0.5)  # make the bias and the q-k products matter (tiny at initialisation)
+        for p in (m.rot_alpha, m.rot_beta) if rel == "rotary" else (m.rel_pos_bias,):
+            p.normal_(0, 0.7)  # make the bias and the q-k products matter (tiny at initialisation)
         m.gamma.normal_(0, 1.0)
         m.beta.normal_(0, 0.5)
     x = torch.randn(2, 11, 4, dtype=torch.float64)
@@ -82,7 +93,7 @@ def test_gradients_match_finite_differences():
     gradcheck_parameters(m, ("gamma", "beta", "rel_pos_bias", "ema.kernel.delta"), x)
 
 
-@pytest.mark.parametrize("options", [dict(zdim=4, hdim=6), dict(zdim=4, hdim=6, chunk_size=7, ndim=3, attention="laplace"), dict(zdim=2, hdim=8, chunk_size=1, attention="relu2")], ids=str)
+@pytest.mark.parametrize("options", [dict(zdim=4, hdim=6), dict(zdim=4, hdim=6, chunk_size=7, ndim=3, attention="laplace"), dict(zdim=2, hdim=8, chunk_size=1, attention="relu2"), dict(zdim=4, hdim=4, rel_pos_bias="rotary", chunk_size=6)], ids=str)
 def test_mega_conforms(options):
     check_layer(MegaBlock, options=options, model=False)
 
@@ -92,6 +103,10 @@ def test_mega_errors():
         MegaBlock(4, chunk_size=0)
     with pytest.raises(ValueError, match="zdim must be a positive int"):
         MegaBlock(4, zdim=0)
+    with pytest.raises(ValueError, match="unknown rel_pos_bias 'rotry'"):
+        MegaBlock(4, rel_pos_bias="rotry")
+    with pytest.raises(ValueError, match="zdim must be even, got 3"):
+        MegaBlock(4, zdim=3, rel_pos_bias="rotary")
     with pytest.raises(ValueError, match="unknown attention 'softmx'"):
         MegaBlock(4, attention="softmx")
     with pytest.raises(ValueError, match="attention='laplace' scales by the attended length: set chunk_size"):

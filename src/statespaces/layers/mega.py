@@ -14,8 +14,9 @@ in a post-norm stack (the official default); the block's norms and FFN are the m
 ``ffn``).  ``chunk_size``: each position attends only within its chunk (any length works: the last chunk may be
 short).  The state is :class:`MegaState`: the EMA state and a key/value cache with each key's position (invalid
 slots at -1); with ``chunk_size`` only the current chunk's keys are kept, so the step costs O(chunk).  The
-relative position bias is the official 'simple' one (a learned scalar per offset up to ``max_positions``); the
-official 'rotary' bias is not built yet.  ``attention='laplace'`` or ``'relu2'`` (the official element attention:
+relative position bias is the official 'simple' one (a learned scalar per offset up to ``max_positions``) or
+'rotary' (``rot(alpha, i) . rot(beta, j)`` with learned alpha, beta (zdim,) and RoPE's sinusoids: it depends on
+j - i only, so positions count from the start of the stream).  ``attention='laplace'`` or ``'relu2'`` (the official element attention:
 ``f(q k^T / n + bias)`` with ``laplace(x) = (1 + erf((x - sqrt(1/2)) / sqrt(1/(2 pi)))) / 2`` or ``relu(x)^2``) scales by
 the attended length n, which the official code takes as the (chunk) length: here n = ``chunk_size``, required, so
 that a position's output never depends on how long the sequence is.
@@ -62,12 +63,13 @@ class MegaBlock(SequenceLayer):
         chunk_size: attend within chunks of this many positions (None: the whole causal past).
         max_positions: the longest relative offset with its own bias (1024).
         attention: 'softmax' (default), 'laplace' or 'relu2' (these need ``chunk_size``).
+        rel_pos_bias: 'simple' (default) or 'rotary'.
         attention_dropout, hidden_dropout: dropout on the attention weights and on the gated output (0).
         transposed: layout (B, H, L) instead of (B, L, H).
     """
 
     def __init__(self, d_model: int, zdim: int = 64, hdim: int | None = None, ndim: int = 2, chunk_size: int | None = None, max_positions: int = 1024,
-                 attention: str = "softmax", attention_dropout: float = 0.0, hidden_dropout: float = 0.0, transposed: bool = False):
+                 attention: str = "softmax", rel_pos_bias: str = "simple", attention_dropout: float = 0.0, hidden_dropout: float = 0.0, transposed: bool = False):
         super().__init__(d_model, transposed=transposed)
         hdim = 2 * d_model if hdim is None else hdim
         for arg, v in (("zdim", zdim), ("hdim", hdim), ("max_positions", max_positions)):
@@ -77,6 +79,10 @@ class MegaBlock(SequenceLayer):
             raise ValueError(f"chunk_size must be None or a positive int, got {chunk_size!r}")
         if attention not in ATTENTIONS:
             raise unknown("attention", attention, ATTENTIONS)
+        if rel_pos_bias not in ("simple", "rotary"):
+            raise unknown("rel_pos_bias", rel_pos_bias, ("simple", "rotary"))
+        if rel_pos_bias == "rotary" and zdim % 2:
+            raise ValueError(f"rel_pos_bias='rotary' rotates pairs of features: zdim must be even, got {zdim}")
         if attention != "softmax" and chunk_size is None:
             raise ValueError(f"attention={attention!r} scales by the attended length: set chunk_size (the official LRA configs do)")
         self.zdim, self.hdim, self.chunk_size, self.max_positions, self.attention = zdim, hdim, chunk_size, max_positions, attention
@@ -86,7 +92,12 @@ class MegaBlock(SequenceLayer):
         self.h_proj = nn.Linear(hdim, d_model)
         self.gamma = nn.Parameter(torch.randn(2, zdim) * 0.02)
         self.beta = nn.Parameter(torch.zeros(2, zdim))
-        self.rel_pos_bias = nn.Parameter(torch.randn(2 * max_positions - 1) * 0.02)
+        self.rel_pos = rel_pos_bias
+        if rel_pos_bias == "simple":
+            self.rel_pos_bias = nn.Parameter(torch.randn(2 * max_positions - 1) * 0.02)
+        else:
+            self.rot_alpha = nn.Parameter(torch.randn(zdim) * 0.02)
+            self.rot_beta = nn.Parameter(torch.randn(zdim) * 0.02)
         self.attention_dropout, self.hidden_dropout = nn.Dropout(attention_dropout), nn.Dropout(hidden_dropout)
 
     def _projections(self, x: torch.Tensor, mx: torch.Tensor):
@@ -98,8 +109,7 @@ class MegaBlock(SequenceLayer):
 
     def _attend(self, q, k, v, q_pos, k_pos):
         """q (B, L, z) at positions q_pos (B, L); k, v (B, T, .) at k_pos (B, T) (-1: empty) -> (B, L, hdim)."""
-        offset = (k_pos[:, None, :] - q_pos[:, :, None]).clamp(min=-(self.max_positions - 1))
-        bias = self.rel_pos_bias[self.max_positions - 1 + offset]
+        bias = self._bias(q_pos, k_pos, q.dtype)
         qk = torch.einsum("blz,btz->blt", q, k)
         allowed = (k_pos[:, None, :] >= 0) & (k_pos[:, None, :] <= q_pos[:, :, None])
         if self.chunk_size is not None:
@@ -118,6 +128,20 @@ class MegaBlock(SequenceLayer):
             weights = weights * allowed
         weights = self.attention_dropout(weights)
         return torch.einsum("blt,bth->blh", weights, v)
+
+    def _rotate(self, v: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """The official rotary map: halves (x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin) at positions pos (B, T)."""
+        half = self.zdim // 2
+        freqs = torch.exp(torch.arange(half, dtype=v.dtype, device=v.device) * -(math.log(10000) / half))
+        angle = pos.clamp(min=0)[..., None].to(v.dtype) * freqs  # (B T half)
+        x1, x2 = v[:half], v[half:]
+        return torch.cat([x1 * angle.cos() - x2 * angle.sin(), x2 * angle.cos() + x1 * angle.sin()], -1)
+
+    def _bias(self, q_pos: torch.Tensor, k_pos: torch.Tensor, dtype) -> torch.Tensor:
+        if self.rel_pos == "simple":
+            offset = (k_pos[:, None, :] - q_pos[:, :, None]).clamp(min=-(self.max_positions - 1))
+            return self.rel_pos_bias[self.max_positions - 1 + offset]
+        return torch.einsum("blz,btz->blt", self._rotate(self.rot_alpha.to(dtype), q_pos), self._rotate(self.rot_beta.to(dtype), k_pos))
 
     def _forward(self, x: torch.Tensor, state, rate: float, lengths):
         B, L, _ = x.shape
