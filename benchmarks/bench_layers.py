@@ -4,7 +4,7 @@
     python benchmarks/bench_layers.py --smoke    # tiny sizes, seconds (run by the tests so it cannot rot)
 
 Each (layer, L) row runs in its own process so that peak RSS belongs to that configuration alone.
-Setup (mirrors the reference measurement in shared/reference/official_s4.md, section 4): S4Block(H=128, N=64,
+Setup (the same as the measurement of the official standalone layer quoted in the README): S4Block(H=128, N=64,
 defaults), input (8, L, 128), float32, train mode, 2 warm-up runs then the median and min of 5;
 "fwd" under no_grad, "fwd+bwd" = zero_grad + forward + y.sum().backward().  Step: eval, B=1, 1000 steps.
 """
