@@ -3,7 +3,7 @@
     statespaces train [experiment=NAME] [key=value ...]    train (default: S4D on sequential MNIST)
     statespaces eval ckpt=PATH [key=value ...]             test a checkpoint or run folder
     statespaces generate ckpt=PATH prompt=TEXT n=200 [temperature=1.0 top_p=1.0 top_k=0 seed=0]
-    statespaces compare experiment=NAME layers=s4d,gru,... [data=A,B] [key=value ...]
+    statespaces compare experiment=NAME layers=s4d,gru,... [data=A,B] [seeds=0,1,2] [key=value ...]
                                                            train each layer (on each dataset) and tabulate
     statespaces experiments                                list the named experiments
     statespaces datasets                                   list the datasets and the extra each needs
@@ -118,13 +118,17 @@ def cmd_generate(args: list[str]) -> int:
 def cmd_compare(args: list[str]) -> int:
     from .train.compare import compare  # noqa: PLC0415
 
-    own = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in args if a.split("=", 1)[0] in ("experiment", "layers", "data", "out")}
+    own = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in args if a.split("=", 1)[0] in ("experiment", "layers", "data", "out", "seeds")}
     rest = [a for a in args if a.split("=", 1)[0] not in own]
     if "experiment" not in own or "layers" not in own:
         raise UsageError("compare: needs experiment=NAME and layers=a,b,... (e.g. layers=s4d,gru,lstm,mha)")
     datasets = own["data"].split(",") if own.get("data") else None
     try:
-        result = compare(own["experiment"], own["layers"].split(","), datasets, rest, own.get("out"))
+        seeds = [int(s) for s in own["seeds"].split(",")] if own.get("seeds") else None
+    except ValueError:
+        raise UsageError(f"compare: seeds must be integers separated by commas, e.g. seeds=0,1,2; got {own['seeds']!r}") from None
+    try:
+        result = compare(own["experiment"], own["layers"].split(","), datasets, rest, own.get("out"), seeds)
     except UnknownNameError:
         raise
     except ValueError as e:

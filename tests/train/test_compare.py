@@ -30,6 +30,26 @@ def test_compare_runs_each_layer_on_each_dataset_and_tabulates(tiny_overrides, t
     assert (out / "compare.png").stat().st_size > 0 and (out / "compare.md").read_text().startswith("test/acc")
 
 
+def test_compare_with_seeds_reports_mean_and_spread(tiny_overrides, tmp_path, capsys):
+    rest = [o for o in tiny_overrides if not o.startswith(("data.name=", "model.layer_options"))] + ["trainer.max_epochs=1"]
+    out = tmp_path / "cmp"
+    assert main(["compare", "experiment=mnist1d-s4d", "layers=s4d,gru", f"data={NAME}", "seeds=0,3", f"out={out}", *rest]) == 0
+    assert "mean ± std over 2 seeds" in capsys.readouterr().out
+    saved = json.loads((out / "compare.json").read_text())
+    assert sorted((r["layer"], r["seed"]) for r in saved["rows"]) == [("gru", 0), ("gru", 3), ("s4d", 0), ("s4d", 3)]
+    for s in saved["summary"]:
+        values = [r["value"] for r in saved["rows"] if r["layer"] == s["layer"]]
+        assert s["seeds"] == 2 and s["value"] == pytest.approx(sum(values) / 2) and s["std"] == pytest.approx(abs(values[0] - values[1]) / 2)
+    import torch
+
+    weights = {}
+    for r in saved["rows"]:  # the seed reached the runs: the two seeds' final weights differ
+        ckpt = next(Path(r["run_dir"]).glob("checkpoints/last*.ckpt"))
+        weights[r["layer"], r["seed"]] = torch.load(ckpt, weights_only=True)["state_dict"]
+    first = next(iter(weights["s4d", 0]))
+    assert not torch.equal(weights["s4d", 0][first], weights["s4d", 3][first])
+
+
 def test_mean_rank_puts_the_best_first_and_shares_ties():
     rows = [
         {"dataset": "a", "layer": "x", "value": 0.9, "higher_is_better": True},
@@ -51,3 +71,9 @@ def test_compare_errors(capsys):
     assert "compare sets model.layer itself" in capsys.readouterr().err
     assert main(["compare", "experiment=mnist1d-s4d", "layers=s4d,gru", "model.layer_options.d_state=4"]) == 2  # before any run
     assert "model.layer=gru with layer_options {'d_state': 4}" in capsys.readouterr().err
+    assert main(["compare", "experiment=mnist1d-s4d", "layers=s4d", "seeds=0,x"]) == 2
+    assert "seeds must be integers" in capsys.readouterr().err
+    assert main(["compare", "experiment=mnist1d-s4d", "layers=s4d", "seeds=1,1"]) == 2
+    assert "seeds must be distinct" in capsys.readouterr().err
+    assert main(["compare", "experiment=mnist1d-s4d", "layers=s4d", "seed=3"]) == 2
+    assert "compare sets seed itself" in capsys.readouterr().err
