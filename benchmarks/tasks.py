@@ -45,13 +45,14 @@ def layer_options(name: str, L: int) -> dict:
     return options
 
 
-def run_one(layer: str, task: str, epochs: int, n_train: int, root: str, threads: int) -> dict:
+def run_one(layer: str, task: str, epochs: int, n_train: int, root: str, threads: int, data_options: dict | None = None) -> dict:
     from statespaces.data import dataset_options, get_dataset
     from statespaces.train.config import load_config
     from statespaces.train.run import train
 
     experiment, metric = TASKS[task]
     sizes = {"n_train": n_train, "n_val": max(8, n_train // 10), "n_test": max(8, n_train // 10)}
+    sizes.update({k: v for k, v in (data_options or {}).items() if k in dataset_options(task)})
     L = get_dataset(task, **{k: v for k, v in sizes.items() if k in dataset_options(task)}).spec.l_max
     options = "{" + ", ".join(f"{k}: {v}" for k, v in layer_options(layer, L).items()) + "}"
     overrides = [
@@ -135,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-train", type=int, default=2000)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default="benchmarks/results")
+    p.add_argument("--data", default="", help="dataset options for every task that has them, e.g. seq_len=30,vocab_size=20")
     p.add_argument("--smoke", action="store_true", help="two layers, two tasks, 32 training sequences, one epoch")
     args = p.parse_args(argv)
     layers, tasks = args.layers.split(","), args.tasks.split(",")
@@ -143,6 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     for t in tasks:
         if t not in TASKS:
             p.error(f"unknown task {t!r}; expected one of {list(TASKS)}")
+    try:
+        data_options = {k: int(v) for k, v in (kv.split("=", 1) for kv in args.data.split(",") if kv)}
+    except ValueError:
+        p.error(f"--data takes integer options like seq_len=30,vocab_size=20; got {args.data!r}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -150,13 +156,14 @@ def main(argv: list[str] | None = None) -> int:
         for layer in layers:
             for t in tasks:
                 try:
-                    row = run_one(layer, t, args.epochs, args.n_train, root, args.threads)
+                    row = run_one(layer, t, args.epochs, args.n_train, root, args.threads, data_options)
                 except Exception as e:  # noqa: BLE001  (one failing layer must not hide the others' results)
                     row = {"layer": layer, "task": t, "metric": TASKS[t][1], "test": None, "error": f"{type(e).__name__}: {e}"}
                 rows.append(row)
                 print(json.dumps(row), file=sys.stderr, flush=True)
     md = table(rows, layers, tasks)
     setup = f"{args.epochs} epochs, {args.n_train} training sequences, d_model 64, 2 blocks, {args.threads} threads"
+    setup += f", data options {data_options}" if data_options else ""
     (out / "tasks.md").write_text(f"Synthetic tasks ({setup}); `python benchmarks/tasks.py`\n\n{md}\n")
     (out / "tasks.json").write_text(json.dumps({"setup": setup, "rows": rows}, indent=2))
     plot(rows, layers, tasks, out / "tasks.png")

@@ -61,12 +61,30 @@ def describe_experiments() -> list[tuple[str, str]]:
     return [(e.name + ("<Name>" if e.family else ""), e.description) for e in experiments().entries()]
 
 
-def _experiment(name: str) -> DictConfig:
+def _experiment(name: str) -> tuple[DictConfig, bool]:
+    """The experiment's config and whether it is a member of a family (whose defaults adapt to its data)."""
     entry, member = experiments().lookup(name)
     cfg = _load_yaml(entry.obj)
     if member is not None:
         cfg.data.name = _FAMILIES[entry.name][1].format(member)
-    return cfg
+    return cfg, member is not None
+
+
+def _adapt_to_data(cfg: DictConfig, cli: DictConfig) -> None:
+    """Fill in the data-dependent defaults of a family experiment (``ucr-<Name>``: :func:`.recipes.ucr_recipe`)
+    for every key the command line does not set, from the dataset the run actually uses."""
+    name = str(cfg.data.name)
+    if not name.startswith("ucr/"):
+        return
+    from ..data import get_dataset  # noqa: PLC0415
+    from .recipes import ucr_recipe  # noqa: PLC0415
+
+    options = {k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items() if k not in DATA_LOADER_KEYS}
+    splits = get_dataset(name, **options)
+    batch = OmegaConf.select(cli, "data.batch_size")
+    for key, value in ucr_recipe(len(splits.train), splits.spec.l_max, batch).items():
+        if OmegaConf.select(cli, key) is None:
+            OmegaConf.update(cfg, key, value)
 
 
 def _parse_overrides(overrides: list[str]) -> DictConfig:
@@ -101,7 +119,7 @@ def load_config(overrides: list[str] | None = None) -> DictConfig:
     base = _load_yaml(_configs_dir() / "base.yaml")
     cli = _parse_overrides(overrides)
     name = str(cli.get("experiment") or DEFAULT_EXPERIMENT)
-    exp = _experiment(name)
+    exp, in_family = _experiment(name)
     for layer in (exp, cli):
         _check_keys(layer, base)
     new_layer = OmegaConf.select(cli, "model.layer")
@@ -115,6 +133,8 @@ def load_config(overrides: list[str] | None = None) -> DictConfig:
     cfg = OmegaConf.merge(base, exp, cli)
     cfg.experiment = name
     check_config(cfg)
+    if in_family:
+        _adapt_to_data(cfg, cli)
     return cfg
 
 
