@@ -3,7 +3,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 # a CPU build of torch: this pin is on the machine's disk; an unpinned torch pulls several GB of CUDA wheels
 TORCH  ?= torch==2.13.0
-EXTRAS ?= train,data,dev
+EXTRAS ?= train,data,dev,export
 
 .PHONY: setup train test clean
 

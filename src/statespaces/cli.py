@@ -5,6 +5,8 @@
     statespaces generate ckpt=PATH prompt=TEXT n=200 [temperature=1.0 top_p=1.0 top_k=0 seed=0]
     statespaces compare experiment=NAME layers=s4d,gru,... [data=A,B] [seeds=0,1,2] [key=value ...]
                                                            train each layer (on each dataset) and tabulate
+    statespaces export ckpt=PATH out=FILE [format=onnx|pt2] [realization=... rate=...]
+                                                           the recurrent step, for streaming without Python
     statespaces experiments                                list the named experiments
     statespaces datasets                                   list the datasets and the extra each needs
     statespaces layers                                     list the sequence layers and what each supports
@@ -21,7 +23,7 @@ from .registry import UnknownNameError, suggest
 
 __all__ = ["main"]
 
-COMMANDS = ("train", "eval", "generate", "compare", "experiments", "datasets", "layers")
+COMMANDS = ("train", "eval", "generate", "compare", "export", "experiments", "datasets", "layers")
 
 
 class UsageError(ValueError):
@@ -86,7 +88,7 @@ def cmd_generate(args: list[str]) -> int:
     from .models import LanguageModel  # noqa: PLC0415
 
     opts = _kv(args, {"ckpt": ..., "prompt": ..., "n": "200", "temperature": "1.0", "top_p": "1.0", "top_k": "0", "seed": "0"}, "generate")
-    model, meta = _load_lm(opts["ckpt"])
+    model, meta = _load_model(opts["ckpt"])
     if not isinstance(model, LanguageModel):
         raise UsageError(f"generate: {opts['ckpt']} holds a {type(model).__name__}, not a language model")
     itos = meta.get("itos")
@@ -138,7 +140,33 @@ def cmd_compare(args: list[str]) -> int:
     return 0
 
 
-def _load_lm(path: str):
+def cmd_export(args: list[str]) -> int:
+    import torch  # noqa: PLC0415
+
+    from .streaming import export_onnx, export_program  # noqa: PLC0415
+
+    opts = _kv(args, {"ckpt": ..., "out": ..., "format": "onnx", "realization": None, "rate": None}, "export")
+    if opts["format"] not in ("onnx", "pt2"):
+        raise UsageError(f"export: format must be 'onnx' or 'pt2' (torch.export), got {opts['format']!r}")
+    step_options = {k: opts[k] for k in ("realization",) if opts[k] is not None}
+    if opts["rate"] is not None:
+        step_options["rate"] = _number(opts, "rate", float)
+    model, _ = _load_model(opts["ckpt"])
+    model.eval()
+    try:
+        if opts["format"] == "onnx":
+            path = export_onnx(model, opts["out"], **step_options)
+        else:
+            torch.export.save(export_program(model, **step_options), opts["out"])
+            path = opts["out"]
+    except (ValueError, TypeError) as e:  # a layer the streaming step does not take, or a bad step option
+        raise UsageError(f"export: {e}") from None
+    names = ", ".join(["x", *(f"block{i}_state*" for i in range(len(model.blocks)))])
+    print(f"wrote {path}: one step per call; inputs {names}{' and the pool sums' if model.config.pool == 'mean' else ''}; outputs y and the next states")
+    return 0
+
+
+def _load_model(path: str):
     from pathlib import Path  # noqa: PLC0415
 
     from .models import SequenceModel  # noqa: PLC0415

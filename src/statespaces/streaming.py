@@ -1,0 +1,334 @@
+"""A trained model's recurrent step as a plain, real-arithmetic module: fast streaming inference and export.
+
+:meth:`SequenceModel.step` is the reference recurrence: it checks its inputs, keeps complex SSM states and goes
+through each layer's public API.  :class:`StreamingModel` is the same computation frozen for inference::
+
+    model.eval()
+    stream = StreamingModel(model)                 # after training; calls model.setup_step(**options)
+    states = stream.initial_state(batch_size)      # a tuple of real tensors
+    for x_t in inputs:
+        y_t, *states = stream(x_t, *states)        # (B, d_output) per step
+
+* Each SSM convolution (``FFTConv`` with an S4 / S4D / DSS / LSSL kernel: every kernel with a finite state) is
+  a linear time-invariant system per feature h with a real state vector ``s`` (complex modes as (re, im)
+  pairs).  Its step and output, with the skip ``D``, are one real matrix per feature,
+  ``[s', y] = M_h [s, u]`` with ``M_h = [[A, B], [C A, C B + D]]``, applied as one batched matrix product.
+  ``M`` is read off the layer's own ``step`` (its response to unit states and a unit input), so it is exact
+  for every kernel and step realization, and it is checked against the layer's convolution mode in the tests.
+* Other layers (GRU, LSTM, Mamba, Mamba-2, long convolutions, Hyena, ...) run their own step; their states are
+  passed through as real tensors.  Layers with complex states outside an FFTConv (S5, H3, Liquid-S4) or with
+  growing caches (attention, Mega) are refused with an error that says so.
+* Every state is an input and an output of ``forward``, so the module exports to ONNX with the states as
+  graph inputs/outputs (:func:`export_onnx`), one step per call, and to ``torch.export``.
+
+Parameters are read when the module is built (as ``setup_step`` does): build it again after more training.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import torch
+from einops import rearrange
+from torch import nn
+from torch.utils import _pytree as pytree
+
+from .data.base import MissingExtra
+from .layers.fftconv import FFTConv
+from .layers.s4block import S4Block
+from .models.sequence import ModelState, SequenceModel
+
+__all__ = ["StreamingModel", "FusedSSMStep", "export_onnx", "export_program"]
+
+
+def _real_view(state: torch.Tensor) -> torch.Tensor:
+    """(..., n) complex -> (..., 2n) real as (re, im) pairs; real tensors pass through."""
+    return torch.view_as_real(state).flatten(-2) if state.is_complex() else state
+
+
+class FusedSSMStep(nn.Module):
+    """The step of an :class:`FFTConv` with a recurrent kernel as a real linear map per feature.
+
+    ``forward(u (B, H), s (B, H, n)) -> (y (B, C*H), s')`` with ``n`` the real size of the kernel's state
+    (``2 N2`` for complex modes, as (re, im) pairs).  The map ``[s, u] -> [s', y]`` is read off the kernel's
+    step; its structure picks the arithmetic:
+
+    * 'complex': each (re, im) pair is multiplied by one complex number (diagonal kernels: S4D, DSS).  In eager
+      mode the pairs are viewed as complex numbers (one pass per operation); with ``real=True`` (export) the
+      same product is written with real multiplications only, ``a1 * s + a2 * swap(s)``.
+    * 'diagonal': real decays (S4D with ``is_real``).
+    * 'dense': anything else (S4's DPLR matrix, LSSL's dense transition): one batched (n+1) x (n+C) matrix
+      product per feature.
+
+    The output always reads the state before the update, ``y = (C A) s + (C B + D) u``.
+    """
+
+    def __init__(self, conv: FFTConv, real: bool = False):
+        super().__init__()
+        if not conv.recurrent:
+            raise ValueError(f"FusedSSMStep needs an FFTConv with a recurrent kernel, got kernel {conv.kernel_name!r}")
+        kernel = conv.kernel
+        template = kernel.default_state(1)
+        self.state_dtype = template.dtype  # the kernel's own form, for conversions
+        self.n = n = _real_view(template).shape[-1]
+        self.real = real
+        H = conv.d_model
+        with torch.no_grad():
+            # columns of the step map: unit real states (with u = 0), then the unit input (with s = 0)
+            probe_state = torch.zeros(n + 1, H, n, dtype=_real_view(template).dtype, device=template.device)
+            probe_state[torch.arange(n), :, torch.arange(n)] = 1.0
+            probe_u = torch.zeros(n + 1, H, dtype=conv.D.dtype, device=template.device)
+            probe_u[n] = 1.0
+            y, s_next = kernel.step(probe_u, self._from_real(probe_state))  # (n+1, C, H), (n+1, H, ...)
+            y = (y + conv.D * probe_u[:, None, :]).to(conv.D.dtype)
+            s_next = _real_view(s_next).to(y.dtype)
+        A = s_next[:n].permute(1, 2, 0)  # (H, n_out, n_in)
+        b = s_next[n]  # (H, n)
+        self.register_buffer("ca", rearrange(y[:n], "i c h -> c h i").contiguous(), persistent=False)  # (C, H, n)
+        self.register_buffer("e", y[n].contiguous(), persistent=False)  # (C, H)
+        self.form = self._structure(A)
+        if self.form == "dense":
+            M = torch.cat([torch.cat([A, b[..., None]], -1), torch.cat([self.ca, self.e[..., None]], -1).transpose(0, 1)], 1)
+            self.register_buffer("M", M.transpose(1, 2).contiguous(), persistent=False)  # (H, n+1, n+C), rows = inputs
+        elif self.form == "diagonal":
+            self.register_buffer("a", torch.diagonal(A, dim1=1, dim2=2).contiguous(), persistent=False)
+            self.register_buffer("b", b.contiguous(), persistent=False)
+        else:  # (re, im) pairs: s'_re = ar s_re - ai s_im, s'_im = ai s_re + ar s_im
+            ar, ai = A[:, 0::2, 0::2].diagonal(dim1=1, dim2=2), A[:, 1::2, 0::2].diagonal(dim1=1, dim2=2)
+            self.register_buffer("a_c", torch.complex(ar, ai), persistent=False)  # (H, N2)
+            self.register_buffer("b_c", torch.complex(b[:, 0::2], b[:, 1::2]), persistent=False)
+            self.register_buffer("a1", torch.stack([ar, ar], -1), persistent=False)  # (H, N2, 2)
+            self.register_buffer("a2", torch.stack([-ai, ai], -1), persistent=False)
+            self.register_buffer("b", b.unflatten(-1, (-1, 2)).contiguous(), persistent=False)
+        self.activation = conv.activation
+        self.layout = "b c h -> b (h c)" if conv.swap_channels else "b c h -> b (c h)"
+
+    @staticmethod
+    def _structure(A: torch.Tensor) -> str:
+        n = A.shape[-1]
+        off = A - torch.diag_embed(torch.diagonal(A, dim1=1, dim2=2))
+        if not off.any():
+            return "diagonal"
+        if n % 2 == 0:
+            pairs = torch.block_diag(*[torch.ones(2, 2)] * (n // 2)).to(A.device).bool()
+            ar, ai = A[:, 0::2, 0::2].diagonal(dim1=1, dim2=2), A[:, 1::2, 0::2].diagonal(dim1=1, dim2=2)
+            rotation = torch.allclose(A[:, 1::2, 1::2].diagonal(dim1=1, dim2=2), ar, rtol=0, atol=0) and torch.allclose(
+                A[:, 0::2, 1::2].diagonal(dim1=1, dim2=2), -ai, rtol=0, atol=0
+            )
+            if not A[:, ~pairs].any() and rotation:
+                return "complex"
+        return "dense"
+
+    def _from_real(self, s: torch.Tensor) -> torch.Tensor:
+        if not self.state_dtype.is_complex:
+            return s.to(self.state_dtype)
+        return torch.view_as_complex(s.unflatten(-1, (-1, 2)).contiguous()).to(self.state_dtype)
+
+    def to_real(self, state: torch.Tensor) -> torch.Tensor:
+        """The kernel's state (B, H, ...) -> this module's (B, H, n) real state."""
+        return _real_view(state).to(self.e.dtype)
+
+    def from_real(self, s: torch.Tensor) -> torch.Tensor:
+        """This module's real state -> the kernel's state (for ``model.step`` / ``model(x, state)``)."""
+        return self._from_real(s)
+
+    def _output(self, s: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        if self.ca.shape[0] == 1:
+            return ((s * self.ca[0]).sum(-1) + self.e[0] * u)[:, None]
+        return torch.einsum("bhn,chn->bch", s, self.ca) + self.e * u[:, None]
+
+    def forward(self, u: torch.Tensor, s: torch.Tensor):
+        if self.form == "dense":
+            z = torch.cat([s, u[..., None]], -1).transpose(0, 1)  # (H, B, n+1): one matrix product per feature
+            out = torch.bmm(z, self.M).transpose(0, 1)  # (B, H, n+C)
+            s, y = out[..., : self.n], out[..., self.n :].transpose(1, 2)
+        elif self.form == "diagonal":
+            y = self._output(s, u)
+            s = torch.addcmul(self.a * s, self.b, u[..., None])
+        else:
+            y = self._output(s, u)
+            pairs = s.unflatten(-1, (-1, 2))  # (B, H, N2, 2)
+            if self.real:
+                pairs = torch.addcmul(torch.addcmul(self.a1 * pairs, self.a2, pairs.flip(-1)), self.b, u[..., None, None])
+            else:
+                pairs = torch.view_as_real(self.a_c * torch.view_as_complex(pairs) + self.b_c * u[..., None])
+            s = pairs.flatten(-2)
+        y = self.activation(y[..., None]).squeeze(-1)  # the layer's activation takes a length axis
+        return rearrange(y, self.layout), s
+
+
+class _BlockStep(nn.Module):
+    """One residual block of a SequenceModel, step by step, with a flat tuple of real states."""
+
+    def __init__(self, block: nn.Module, index: int, real: bool):
+        super().__init__()
+        self.norm, self.drop, self.prenorm = block.norm, block.drop, block.prenorm
+        self.ffn = block.ffn
+        self.ffn_norm = block.ffn_norm if block.ffn is not None else None
+        layer = block.layer
+        conv = layer.layer if isinstance(layer, S4Block) else layer if isinstance(layer, FFTConv) else None
+        self.outer = layer if isinstance(layer, S4Block) else None
+        template = layer.default_state(1)
+        if conv is not None and conv.recurrent:
+            self.fused, self.native = FusedSSMStep(conv, real=real), None
+            self.spec = None
+            self.shapes = [(conv.d_model, self.fused.n)]
+        else:
+            leaves, self.spec = pytree.tree_flatten(template)
+            bad = [t for t in leaves if not isinstance(t, torch.Tensor) or t.is_complex()]
+            growing = any(0 in t.shape for t in leaves if isinstance(t, torch.Tensor))
+            if bad or growing:
+                why = "complex state tensors" if bad else "a state that grows with the sequence (a cache)"
+                raise ValueError(
+                    f"block {index}: layer {type(layer).__name__} has {why}; StreamingModel takes SSM convolutions "
+                    f"(S4, S4D, DSS, GSS, LSSL), long convolutions, Hyena, GRU, LSTM, Mamba and Mamba-2"
+                )
+            self.fused, self.native = None, layer
+            self.shapes = [tuple(t.shape[1:]) for t in leaves]
+            self.dtypes = [t.dtype for t in leaves]
+
+    @property
+    def n_states(self) -> int:
+        return len(self.shapes)
+
+    def to_flat(self, state) -> list[torch.Tensor]:
+        if self.fused is not None:
+            return [self.fused.to_real(state)]
+        return pytree.tree_flatten(state)[0]
+
+    def from_flat(self, flat: list[torch.Tensor]):
+        if self.fused is not None:
+            return self.fused.from_real(flat[0])
+        return pytree.tree_unflatten(list(flat), self.spec)
+
+    def _layer(self, z: torch.Tensor, flat: list[torch.Tensor]):
+        if self.fused is None:
+            y, state = self.native._step(z, pytree.tree_unflatten(list(flat), self.spec))
+            return y, pytree.tree_flatten(state)[0]
+        if self.outer is None:
+            y, s = self.fused(z, flat[0])
+            return y, [s]
+        z, v = self.outer._pre(z)
+        y, s = self.fused(z, flat[0])
+        return self.outer._post(y, v), [s]
+
+    def forward(self, x: torch.Tensor, flat: list[torch.Tensor]):
+        z = self.norm(x) if self.prenorm else x
+        z, flat = self._layer(z, flat)
+        x = x + z  # dropout is the identity in eval mode, where streaming runs
+        x = x if self.prenorm else self.norm(x)
+        if self.ffn is not None:
+            z = self.ffn_norm(x) if self.prenorm else x
+            x = x + self.ffn(z)
+            x = x if self.prenorm else self.ffn_norm(x)
+        return x, flat
+
+
+class StreamingModel(nn.Module):
+    """:meth:`SequenceModel.step` as a real-arithmetic module ``forward(x_t, *states) -> (y_t, *next_states)``.
+
+    Args:
+        model: a :class:`SequenceModel` (in eval mode: dropout and BatchNorm must be frozen).
+        real: real arithmetic only (no complex tensors anywhere, as ONNX needs); by default the diagonal SSMs
+            multiply their (re, im) pairs as complex numbers, which is faster in eager PyTorch.
+        **step_options: passed to ``model.setup_step`` (``realization``, ``rate`` ...).
+
+    ``x_t`` is (B, d_input) floats or (B,) token ids; ``y_t`` is (B, d_output) (the decoder of this step's
+    hidden state, or of the running mean for ``pool='mean'``, exactly as ``model.step``).
+    """
+
+    def __init__(self, model: SequenceModel, real: bool = False, **step_options):
+        super().__init__()
+        if not isinstance(model, SequenceModel):
+            raise TypeError(f"StreamingModel takes a SequenceModel, got {type(model).__name__}")
+        if model.training:
+            raise ValueError("StreamingModel freezes a trained model for inference: call model.eval() first")
+        model.setup_step(**step_options)
+        self.tokens = model.config.tokens
+        self.d_input = model.config.d_input
+        self.mean_pool = model.config.pool == "mean"
+        self.encoder, self.final_norm, self.decoder = model.encoder, model.final_norm, model.decoder
+        self.blocks = nn.ModuleList(_BlockStep(b, i, real) for i, b in enumerate(model.blocks))
+        self.dtype = model.decoder.weight.dtype
+        self.d_model = model.config.d_model
+        self.eval()
+
+    def state_names(self) -> list[str]:
+        names = [f"block{i}_state{j}" for i, b in enumerate(self.blocks) for j in range(b.n_states)]
+        return names + (["pool_sum", "pool_count"] if self.mean_pool else [])
+
+    def initial_state(self, batch_size: int, device=None) -> tuple[torch.Tensor, ...]:
+        """Zero states, as ``model.default_state`` gives them, in this module's real form."""
+        device = device or self.decoder.weight.device
+        flat = []
+        for b in self.blocks:
+            dtypes = [self.dtype] if b.fused is not None else b.dtypes
+            flat += [torch.zeros(batch_size, *shape, dtype=dt, device=device) for shape, dt in zip(b.shapes, dtypes)]
+        if self.mean_pool:
+            flat += [torch.zeros(batch_size, self.d_model, dtype=self.dtype, device=device), torch.zeros(batch_size, dtype=self.dtype, device=device)]
+        return tuple(flat)
+
+    def from_model_state(self, state: ModelState) -> tuple[torch.Tensor, ...]:
+        """A :class:`ModelState` (from ``model.default_state`` or ``model(x, state)``) -> flat real states."""
+        flat = [t for b, s in zip(self.blocks, state.layers) for t in b.to_flat(s)]
+        return tuple(flat + (list(state.pool) if self.mean_pool else []))
+
+    def to_model_state(self, states) -> ModelState:
+        """Flat real states -> a :class:`ModelState` that ``model.step`` and ``model(x, state)`` accept."""
+        layers, i = [], 0
+        for b in self.blocks:
+            layers.append(b.from_flat(states[i : i + b.n_states]))
+            i += b.n_states
+        return ModelState(layers, tuple(states[i : i + 2]) if self.mean_pool else None)
+
+    def forward(self, x_t: torch.Tensor, *states: torch.Tensor):
+        h = self.encoder(x_t)
+        out, i = [], 0
+        for b in self.blocks:
+            h, flat = b(h, list(states[i : i + b.n_states]))
+            out += flat
+            i += b.n_states
+        h = self.final_norm(h)
+        if self.mean_pool:
+            total, count = states[i] + h, states[i + 1] + 1
+            out += [total, count]
+            h = total / count[..., None]
+        return (self.decoder(h), *out)
+
+
+def _example(stream: StreamingModel):
+    """Example inputs and the dynamic batch axis for tracing ``stream``."""
+    example_batch = 2  # torch.export specialises a size-1 axis to the constant 1: trace with 2, keep the axis dynamic
+    states = stream.initial_state(example_batch)
+    x = torch.zeros(example_batch, dtype=torch.long) if stream.tokens else torch.zeros(example_batch, stream.d_input, dtype=stream.dtype)
+    batch = torch.export.Dim("batch", min=1)
+    return (x, *states), ({0: batch}, tuple({0: batch} for _ in states))  # the structure of forward(x, *states)
+
+
+def export_program(model: SequenceModel, **step_options) -> torch.export.ExportedProgram:
+    """The step as a ``torch.export`` program (real arithmetic, a dynamic batch axis); save it with
+    ``torch.export.save``."""
+    stream = StreamingModel(model, real=True, **step_options)
+    args, dynamic = _example(stream)
+    return torch.export.export(stream, args, dynamic_shapes=dynamic)
+
+
+def export_onnx(model: SequenceModel, path: str | Path, **step_options) -> Path:
+    """Write the recurrent step of ``model`` as an ONNX graph: inputs ``x`` and every state, outputs ``y`` and
+    every next state (names ``block<i>_state<j>``, ``next_block<i>_state<j>``; a dynamic batch axis), in
+    real arithmetic.  Needs the ``export`` extra (onnx, onnxscript; onnxruntime to run the graph)."""
+    missing = [m for m in ("onnx", "onnxscript") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise MissingExtra(f"ONNX export needs the packages {missing}; install them with: pip install 'statespaces[export]'")
+    path = Path(path)
+    stream = StreamingModel(model, real=True, **step_options)
+    args, dynamic = _example(stream)
+    names = stream.state_names()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    program = torch.onnx.export(
+        stream, args, dynamo=True, input_names=["x", *names], output_names=["y", *(f"next_{n}" for n in names)],
+        dynamic_shapes=dynamic, verbose=False,
+    )
+    program.save(str(path))
+    return path
