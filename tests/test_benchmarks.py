@@ -25,3 +25,14 @@ def test_scan_layers_benchmark_smoke_prints_every_layer():
     assert out.returncode == 0, out.stderr[-2000:]
     for name in ("s5", "mamba", "mamba2"):
         assert f"| {name} |" in out.stdout
+
+
+def test_step_benchmark_smoke_prints_layers_and_the_streaming_model(tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_step.py"), "--smoke", "--out", str(tmp_path)], capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    for row in ("| S4D | 1 |", "| S4 | 4 |", "| StreamingModel |", "| ONNX Runtime (exported step) |"):
+        assert row in out.stdout, row
+    result = json.loads((tmp_path / "bench_step.json").read_text())
+    assert all(r["streaming"] > 0 and r["step"] > 0 for r in result["layers"])

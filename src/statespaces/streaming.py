@@ -232,13 +232,15 @@ class StreamingModel(nn.Module):
         model: a :class:`SequenceModel` (in eval mode: dropout and BatchNorm must be frozen).
         real: real arithmetic only (no complex tensors anywhere, as ONNX needs); by default the diagonal SSMs
             multiply their (re, im) pairs as complex numbers, which is faster in eager PyTorch.
+        compile: run the step through ``torch.compile`` (real arithmetic, one graph; the first call of each
+            batch size compiles for a while, later calls fuse the elementwise work into a few loops).
         **step_options: passed to ``model.setup_step`` (``realization``, ``rate`` ...).
 
     ``x_t`` is (B, d_input) floats or (B,) token ids; ``y_t`` is (B, d_output) (the decoder of this step's
     hidden state, or of the running mean for ``pool='mean'``, exactly as ``model.step``).
     """
 
-    def __init__(self, model: SequenceModel, real: bool = False, **step_options):
+    def __init__(self, model: SequenceModel, real: bool = False, compile: bool = False, **step_options):
         super().__init__()
         if not isinstance(model, SequenceModel):
             raise TypeError(f"StreamingModel takes a SequenceModel, got {type(model).__name__}")
@@ -249,10 +251,11 @@ class StreamingModel(nn.Module):
         self.d_input = model.config.d_input
         self.mean_pool = model.config.pool == "mean"
         self.encoder, self.final_norm, self.decoder = model.encoder, model.final_norm, model.decoder
-        self.blocks = nn.ModuleList(_BlockStep(b, i, real) for i, b in enumerate(model.blocks))
+        self.blocks = nn.ModuleList(_BlockStep(b, i, real or compile) for i, b in enumerate(model.blocks))
         self.dtype = model.decoder.weight.dtype
         self.d_model = model.config.d_model
         self.eval()
+        self._compiled = torch.compile(self._step, fullgraph=True, dynamic=False) if compile else None
 
     def state_names(self) -> list[str]:
         names = [f"block{i}_state{j}" for i, b in enumerate(self.blocks) for j in range(b.n_states)]
@@ -283,6 +286,11 @@ class StreamingModel(nn.Module):
         return ModelState(layers, tuple(states[i : i + 2]) if self.mean_pool else None)
 
     def forward(self, x_t: torch.Tensor, *states: torch.Tensor):
+        if self._compiled is not None:
+            return self._compiled(x_t, *states)
+        return self._step(x_t, *states)
+
+    def _step(self, x_t: torch.Tensor, *states: torch.Tensor):
         h = self.encoder(x_t)
         out, i = [], 0
         for b in self.blocks:

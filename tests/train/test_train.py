@@ -135,3 +135,16 @@ def test_interruption_saves_a_checkpoint_that_resumes(tiny_overrides):
 def test_training_options_run(tiny_overrides, extra):
     res = train(load_config(tiny_overrides + extra))
     assert 0.0 <= res["test/acc"] <= 1.0
+
+
+def test_run_compile_compiles_the_model_in_place(tiny_overrides, monkeypatch):
+    """run.compile=true hands the model to torch.compile (equality with eager is tests/test_compile.py); a
+    stand-in keeps this test fast and shows that the flag reaches the model and is off by default."""
+    from statespaces.models.sequence import SequenceModel
+
+    calls = []
+    monkeypatch.setattr(SequenceModel, "compile", lambda self, *a, **k: calls.append(type(self).__name__), raising=False)
+    train(load_config(tiny_overrides + ["trainer.max_epochs=1", "run.test=false"]))
+    assert calls == []
+    train(load_config(tiny_overrides + ["trainer.max_epochs=1", "run.test=false", "run.compile=true", "run.name=c"]))
+    assert calls == ["SequenceModel"]

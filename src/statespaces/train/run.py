@@ -231,6 +231,8 @@ def train(cfg: DictConfig, callbacks: tuple = ()) -> dict:
     run_dir, resume_ckpt = _run_dir(cfg)
     splits = _dataset(cfg)
     task = build_task(OmegaConf.to_container(cfg, resolve=True), _spec_dict(splits.spec))
+    if cfg.run.get("compile"):
+        task.model.compile()  # in place: parameter names and checkpoints stay those of the eager model
     dm = SequenceDataModule(splits, cfg.data.batch_size, cfg.data.eval_batch_size, cfg.data.num_workers, int(cfg.seed))
     trainer = _trainer(cfg, run_dir, task, callbacks)
     if trainer.is_global_zero:
