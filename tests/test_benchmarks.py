@@ -27,12 +27,18 @@ def test_scan_layers_benchmark_smoke_prints_every_layer():
         assert f"| {name} |" in out.stdout
 
 
-def test_step_benchmark_smoke_prints_layers_and_the_streaming_model(tmp_path):
-    out = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "bench_step.py"), "--smoke", "--out", str(tmp_path)], capture_output=True, text=True, timeout=300
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    for row in ("| S4D | 1 |", "| S4 | 4 |", "| StreamingModel |", "| ONNX Runtime (exported step) |"):
-        assert row in out.stdout, row
-    result = json.loads((tmp_path / "bench_step.json").read_text())
-    assert all(r["streaming"] > 0 and r["step"] > 0 for r in result["layers"])
+def test_bench_command_smoke_reports_floors_layers_steps_and_files(tmp_path, capsys):
+    from statespaces.cli import main
+
+    assert main(["bench", "smoke=true", "layers=s4d,mamba,gru", f"out={tmp_path}"]) == 0
+    text = capsys.readouterr().out
+    for row in ("| FFT floor | 64 |", "| s4d | 64 |", "| mamba | 64 |", "| s4d | 1 |", "| StreamingModel |"):
+        assert row in text, row
+    result = json.loads((tmp_path / "bench.json").read_text())
+    kinds = {r["kind"] for r in result["conv"]}
+    assert {"floor:fft", "s4d", "mamba", "gru"} <= kinds and any(k.startswith("floor:scan:") for k in kinds)
+    assert all("error" not in r and r["fwd_bwd_s"] > 0 for r in result["conv"])
+    assert (tmp_path / "bench.png").stat().st_size > 0
+    assert main(["bench", "layers=s4dd"]) == 2
+    assert "unknown ['s4dd']" in capsys.readouterr().err
+    assert main(["bench", "lengths=1k"]) == 2

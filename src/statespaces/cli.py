@@ -7,6 +7,8 @@
                                                            train each layer (on each dataset) and tabulate
     statespaces export ckpt=PATH out=FILE [format=onnx|pt2] [realization=... rate=...]
                                                            the recurrent step, for streaming without Python
+    statespaces bench [layers=a,b] [lengths=1024,4096] [out=DIR] [official=PATH] [smoke=true]
+                                                           speed and memory of every layer against measured floors
     statespaces experiments                                list the named experiments
     statespaces datasets                                   list the datasets and the extra each needs
     statespaces layers                                     list the sequence layers and what each supports
@@ -23,7 +25,7 @@ from .registry import UnknownNameError, suggest
 
 __all__ = ["main"]
 
-COMMANDS = ("train", "eval", "generate", "compare", "export", "experiments", "datasets", "layers")
+COMMANDS = ("train", "eval", "generate", "compare", "export", "bench", "experiments", "datasets", "layers")
 
 
 class UsageError(ValueError):
@@ -163,6 +165,31 @@ def cmd_export(args: list[str]) -> int:
         raise UsageError(f"export: {e}") from None
     names = ", ".join(["x", *(f"block{i}_state*" for i in range(len(model.blocks)))])
     print(f"wrote {path}: one step per call; inputs {names}{' and the pool sums' if model.config.pool == 'mean' else ''}; outputs y and the next states")
+    return 0
+
+
+def cmd_bench(args: list[str]) -> int:
+    from .bench import DEFAULTS, bench  # noqa: PLC0415
+
+    opts = _kv(args, DEFAULTS, "bench")
+    for key in ("batch", "d_model", "d_state", "threads", "reps", "steps"):
+        if _number(opts, key, int) < 1:
+            raise UsageError(f"bench: {key} must be a positive integer, got {opts[key]!r}")
+    try:
+        lengths = [int(v) for v in opts["lengths"].split(",")]
+    except ValueError:
+        raise UsageError(f"bench: lengths must be integers separated by commas, e.g. lengths=1024,4096; got {opts['lengths']!r}") from None
+    if any(v < 2 for v in lengths):
+        raise UsageError(f"bench: every length must be at least 2, got {lengths}")
+    if opts["device"] not in ("cpu", "cuda"):
+        raise UsageError(f"bench: device must be 'cpu' or 'cuda', got {opts['device']!r}")
+    if opts["official"] and not os.path.isfile(opts["official"]):
+        raise UsageError(f"bench: official={opts['official']!r} is not a file (the state-spaces/s4 models/s4/s4.py)")
+    try:
+        result = bench(opts)
+    except ValueError as e:
+        raise UsageError(f"bench: {e}") from None
+    print(result["text"])
     return 0
 
 
