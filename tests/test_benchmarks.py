@@ -39,6 +39,8 @@ def test_bench_command_smoke_reports_floors_layers_steps_and_files(tmp_path, cap
     assert {"floor:fft", "s4d", "mamba", "gru"} <= kinds and any(k.startswith("floor:scan:") for k in kinds)
     assert all("error" not in r and r["fwd_bwd_s"] > 0 for r in result["conv"])
     assert (tmp_path / "bench.png").stat().st_size > 0
+    long = {(r["kind"], r["chunks"]) for r in result["long"] if "error" not in r}
+    assert long == {(k, c) for k in ("s4d", "mamba") for c in (1, 16, 64)}
     assert main(["bench", "layers=s4dd"]) == 2
     assert "unknown ['s4dd']" in capsys.readouterr().err
     assert main(["bench", "lengths=1k"]) == 2

@@ -2,6 +2,7 @@
 
     statespaces bench                                   # every layer, L = 1024 and 4096 (minutes on 2 cores)
     statespaces bench layers=s4d,s4,mamba lengths=1024,4096,16384 out=bench/
+    statespaces bench layers=s4d,mamba long=1048576     # adds one 2^20-step sequence, whole and in chunks
     statespaces bench smoke=true                        # tiny sizes, seconds
 
 Convolution mode (train mode, float32, input (B, L, H)): forward under ``no_grad`` and forward+backward
@@ -155,6 +156,24 @@ def run_conv(kind: str, L: int, B: int, H: int, N: int, reps: int, device: str) 
     out["fwd_bwd_s"] = timeit(fwd_bwd, reps, device)
     out["peak_mb"] = _peak_mb(device) - base  # the peak above the process's start-up footprint
     return out
+
+
+def run_long(kind: str, L: int, H: int, N: int, chunks: int, device: str) -> dict:
+    """Forward (no_grad, B=1) of ``kind`` over L steps in ``chunks`` chunks with state forwarding (1: one call),
+    with its peak memory above the process's footprint; the input itself is made chunk by chunk."""
+    torch.manual_seed(0)
+    torch.zeros(1, device=device) + 1
+    base = _peak_mb(device)
+    layer = build_layer(kind, H, N, L // chunks if kind not in ("s4d", "s4", "mamba", "mamba2", "s5") else 1024).eval().to(device)
+    state = layer.default_state(1, device=device) if chunks > 1 else None
+    t = time.perf_counter()
+    with torch.no_grad():
+        for _ in range(chunks):
+            x = torch.randn(1, L // chunks, H, device=device)
+            y, state = layer(x, state=state)
+            del x, y
+    _sync(device)
+    return {"kind": kind, "L": L, "chunks": chunks, "seconds": time.perf_counter() - t, "peak_mb": _peak_mb(device) - base, "input_mb": 4 * H * L / 2**20}
 
 
 def _in_subprocess(kind: str, L: int, args: dict) -> dict:
@@ -337,8 +356,18 @@ def plot(rows: list[dict], path: Path) -> None:
 
 DEFAULTS = {
     "layers": "", "lengths": "1024,4096", "batch": "8", "d_model": "128", "d_state": "64", "threads": "2", "reps": "5",
-    "steps": "1000", "out": "", "official": "", "device": "cpu", "smoke": "false",
+    "steps": "1000", "out": "", "official": "", "device": "cpu", "smoke": "false", "long": "0",
 }
+
+
+def long_table(rows: list[dict]) -> str:
+    lines = ["| layer | L | chunks | seconds | peak MB | peak / input size |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['kind']} | {r['L']} | {r.get('chunks', '-')} | error: {r['error']} | | |")
+        else:
+            lines.append(f"| {r['kind']} | {r['L']:,} | {r['chunks']} | {r['seconds']:.1f} | {r['peak_mb']:.0f} | {r['peak_mb'] / r['input_mb']:.1f} |")
+    return "\n".join(lines)
 
 
 def bench(opts: dict) -> dict:
@@ -367,6 +396,12 @@ def bench(opts: dict) -> dict:
             if name in SCAN_LAYERS and row.get("state_size"):
                 sizes.add(row["state_size"])
         conv += [_in_subprocess(f"floor:scan:{S}", L, args) for S in sorted(sizes)]
+    long_rows = []
+    L_long = int(opts["long"]) if not smoke else 4096
+    if L_long:  # one sequence of L_long steps in one call and in 16 / 64 chunks with state forwarding
+        for name in [n for n in ("s4d", "mamba") if n in layers]:
+            for chunks in (1, 16, 64):
+                long_rows.append(_in_subprocess(name, L_long, {**args, "chunks": chunks}))
     steps_rows = step_rows([n for n in layers if n in ("s4d", "s4", "dss", "lssl", "gru", "lstm", "mamba", "mamba2", "s5", "h3", "hyena")], H, N, batches, steps, opts["official"] or None)
     models = model_rows(H, N, steps)
     setup = f"B={B}, H={H}, N={N}, float32, {threads} threads, {opts['device']}, torch {torch.__version__}; median of {reps}"
@@ -380,7 +415,10 @@ def bench(opts: dict) -> dict:
             "| implementation | steps/s |\n|---|---|\n" + "\n".join(f"| {r['impl']} | {r['steps_per_s']:,.0f} |" for r in models),
         ]
     )
-    result = {"setup": setup, "conv": conv, "step": steps_rows, "models": models, "text": text}
+    if long_rows:
+        text += f"\n\nOne long sequence (B=1, H={H}; peak memory above the process's footprint, as a multiple of the (1, L, H) float32 input)\n\n"
+        text += long_table(long_rows)
+    result = {"setup": setup, "conv": conv, "step": steps_rows, "models": models, "long": long_rows, "text": text}
     if opts["out"]:
         out = Path(opts["out"])
         out.mkdir(parents=True, exist_ok=True)
@@ -390,7 +428,10 @@ def bench(opts: dict) -> dict:
     return result
 
 
-if __name__ == "__main__":  # one convolution-mode configuration, for its own peak memory
+if __name__ == "__main__":  # one configuration in its own process, for its own peak memory
     a = json.loads(sys.argv[1])
     torch.set_num_threads(a["threads"])
-    print(json.dumps(run_conv(a["kind"], a["L"], a["B"], a["H"], a["N"], a["reps"], a["device"])))
+    if "chunks" in a:
+        print(json.dumps(run_long(a["kind"], a["L"], a["H"], a["N"], a["chunks"], a["device"])))
+    else:
+        print(json.dumps(run_conv(a["kind"], a["L"], a["B"], a["H"], a["N"], a["reps"], a["device"])))

@@ -30,6 +30,7 @@ import importlib.util
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 from torch.utils import _pytree as pytree
@@ -101,8 +102,8 @@ class FusedSSMStep(nn.Module):
             self.register_buffer("a1", torch.stack([ar, ar], -1), persistent=False)  # (H, N2, 2)
             self.register_buffer("a2", torch.stack([-ai, ai], -1), persistent=False)
             self.register_buffer("b", b.unflatten(-1, (-1, 2)).contiguous(), persistent=False)
-        self.activation = conv.activation
-        self.layout = "b c h -> b (h c)" if conv.swap_channels else "b c h -> b (c h)"
+        self.activation = F.gelu if type(conv.activation) is nn.GELU and conv.activation.approximate == "none" else conv.activation
+        self.swap_channels = conv.swap_channels
 
     @staticmethod
     def _structure(A: torch.Tensor) -> str:
@@ -154,8 +155,13 @@ class FusedSSMStep(nn.Module):
             else:
                 pairs = torch.view_as_real(self.a_c * torch.view_as_complex(pairs) + self.b_c * u[..., None])
             s = pairs.flatten(-2)
-        y = self.activation(y[..., None]).squeeze(-1)  # the layer's activation takes a length axis
-        return rearrange(y, self.layout), s
+        if self.activation is F.gelu:
+            y = F.gelu(y)
+        else:
+            y = self.activation(y[..., None]).squeeze(-1)  # the layer's activation takes a length axis
+        if y.shape[1] == 1:
+            return y[:, 0], s
+        return (y.transpose(1, 2) if self.swap_channels else y).flatten(1), s
 
 
 class _BlockStep(nn.Module):
@@ -169,6 +175,7 @@ class _BlockStep(nn.Module):
         layer = block.layer
         conv = layer.layer if isinstance(layer, S4Block) else layer if isinstance(layer, FFTConv) else None
         self.outer = layer if isinstance(layer, S4Block) else None
+        self.out_linear = self._plain_output(self.outer)
         template = layer.default_state(1)
         if conv is not None and conv.recurrent:
             self.fused, self.native = FusedSSMStep(conv, real=real), None
@@ -187,6 +194,17 @@ class _BlockStep(nn.Module):
             self.fused, self.native = None, layer
             self.shapes = [tuple(t.shape[1:]) for t in leaves]
             self.dtypes = [t.dtype for t in leaves]
+
+    @staticmethod
+    def _plain_output(outer: S4Block | None):
+        """(Linear, GLU) of an S4Block without gate or bottleneck, called functionally in the step (each module
+        call costs microseconds that dominate a batch-1 step); None for any other form."""
+        if outer is None or outer.gate or outer.input_linear is not None or type(outer.mult_act) is not nn.Identity:
+            return None
+        seq = outer.output_linear
+        if not (isinstance(seq, nn.Sequential) and len(seq) == 2 and type(seq[0]) is nn.Linear and type(seq[1]) is nn.GLU and seq[1].dim == -1):
+            return None
+        return seq[0]
 
     @property
     def n_states(self) -> int:
@@ -209,6 +227,9 @@ class _BlockStep(nn.Module):
         if self.outer is None:
             y, s = self.fused(z, flat[0])
             return y, [s]
+        if self.out_linear is not None:
+            y, s = self.fused(z, flat[0])
+            return F.glu(F.linear(y, self.out_linear.weight, self.out_linear.bias), -1), [s]
         z, v = self.outer._pre(z)
         y, s = self.fused(z, flat[0])
         return self.outer._post(y, v), [s]
