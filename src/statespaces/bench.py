@@ -124,6 +124,8 @@ def build_layer(name: str, H: int, N: int, L: int):
         options["l_max"] = L
     if name in ("s4", "s4d", "dss", "gss", "s4d-minimal", "lssl", "liquid-s4", "h3", "mamba", "mamba2"):
         options["d_state"] = N if name not in ("mamba", "mamba2") else 16
+    if name == "mega":
+        options["max_positions"] = max(L, 1024)  # its relative position bias must cover the length
     if name == "mamba2":
         options.update(headdim=64 if H >= 64 else H, chunk_size=64)
     return make_layer(name, H, **options)
