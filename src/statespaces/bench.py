@@ -166,7 +166,7 @@ def run_long(kind: str, L: int, H: int, N: int, chunks: int, device: str) -> dic
     torch.manual_seed(0)
     torch.zeros(1, device=device) + 1
     base = _peak_mb(device)
-    layer = build_layer(kind, H, N, L // chunks if kind not in ("s4d", "s4", "mamba", "mamba2", "s5") else 1024).eval().to(device)
+    layer = build_layer(kind, H, N, L // chunks).eval().to(device)  # l_max (for layers that have one): a chunk
     state = layer.default_state(1, device=device) if chunks > 1 else None
     t = time.perf_counter()
     with torch.no_grad():

@@ -112,12 +112,11 @@ class FusedSSMStep(nn.Module):
         if not off.any():
             return "diagonal"
         if n % 2 == 0:
-            pairs = torch.block_diag(*[torch.ones(2, 2)] * (n // 2)).to(A.device).bool()
-            ar, ai = A[:, 0::2, 0::2].diagonal(dim1=1, dim2=2), A[:, 1::2, 0::2].diagonal(dim1=1, dim2=2)
-            rotation = torch.allclose(A[:, 1::2, 1::2].diagonal(dim1=1, dim2=2), ar, rtol=0, atol=0) and torch.allclose(
-                A[:, 0::2, 1::2].diagonal(dim1=1, dim2=2), -ai, rtol=0, atol=0
-            )
-            if not A[:, ~pairs].any() and rotation:
+            pair = torch.arange(n, device=A.device) // 2
+            within_pairs = pair[:, None] == pair[None, :]
+            diag = lambda rows, cols: A[:, rows::2, cols::2].diagonal(dim1=1, dim2=2)  # noqa: E731
+            rotation = torch.equal(diag(1, 1), diag(0, 0)) and torch.equal(diag(0, 1), -diag(1, 0))
+            if rotation and not A[:, ~within_pairs].any():
                 return "complex"
         return "dense"
 
