@@ -44,3 +44,13 @@ def test_bench_command_smoke_reports_floors_layers_steps_and_files(tmp_path, cap
     assert main(["bench", "layers=s4dd"]) == 2
     assert "unknown ['s4dd']" in capsys.readouterr().err
     assert main(["bench", "lengths=1k"]) == 2
+    assert main(["bench", "compile=maybe"]) == 2
+    assert "compile must be true or false" in capsys.readouterr().err
+
+
+def test_bench_model_rows_include_the_compiled_streaming_step():
+    from statespaces.bench import model_rows
+
+    rows = model_rows(8, 8, steps=5, n_layers=1, compiled=True)
+    impls = [r["impl"] for r in rows]
+    assert "StreamingModel(compile=True)" in impls and all(r["steps_per_s"] > 0 for r in rows)

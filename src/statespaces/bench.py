@@ -3,6 +3,7 @@
     statespaces bench                                   # every layer, L = 1024 and 4096 (minutes on 2 cores)
     statespaces bench layers=s4d,s4,mamba lengths=1024,4096,16384 out=bench/
     statespaces bench layers=s4d,mamba long=1048576     # adds one 2^20-step sequence, whole and in chunks
+    statespaces bench layers=s4d compile=true           # adds the torch.compile'd streaming step of the LM
     statespaces bench smoke=true                        # tiny sizes, seconds
 
 Convolution mode (train mode, float32, input (B, L, H)): forward under ``no_grad`` and forward+backward
@@ -261,7 +262,7 @@ def _official_rate(module, kind: str, H: int, N: int, B: int, steps: int) -> tup
     return best
 
 
-def model_rows(H: int, N: int, steps: int, n_layers: int = 4) -> list[dict]:
+def model_rows(H: int, N: int, steps: int, n_layers: int = 4, compiled: bool = False) -> list[dict]:
     from .models import LanguageModel
     from .streaming import StreamingModel, export_onnx
 
@@ -274,6 +275,9 @@ def model_rows(H: int, N: int, steps: int, n_layers: int = 4) -> list[dict]:
         rows.append({"impl": "SequenceModel.step", "steps_per_s": _rate(_advance(lambda s: model.step(x, s)[1], [model.default_state(1)]), steps)})
         stream = StreamingModel(model)
         rows.append({"impl": "StreamingModel", "steps_per_s": _rate(_advance(lambda s: stream(x, *s)[1:], [stream.initial_state(1)]), steps)})
+        if compiled:  # torch.compile of the whole step: one graph, the elementwise work fused (first call compiles)
+            fast = StreamingModel(model, compile=True)
+            rows.append({"impl": "StreamingModel(compile=True)", "steps_per_s": _rate(_advance(lambda s: fast(x, *s)[1:], [fast.initial_state(1)]), steps)})
         prompt = torch.tensor([[1, 2, 3]])
         n = max(steps // 5, 10)
         t = time.perf_counter()
@@ -359,6 +363,7 @@ def plot(rows: list[dict], path: Path) -> None:
 DEFAULTS = {
     "layers": "", "lengths": "1024,4096", "batch": "8", "d_model": "128", "d_state": "64", "threads": "2", "reps": "5",
     "steps": "1000", "out": "", "official": "", "device": "cpu", "smoke": "false", "long": "0",
+    "compile": "false",
 }
 
 
@@ -405,7 +410,7 @@ def bench(opts: dict) -> dict:
             for chunks in (1, 16, 64):
                 long_rows.append(_in_subprocess(name, L_long, {**args, "chunks": chunks}))
     steps_rows = step_rows([n for n in layers if n in ("s4d", "s4", "dss", "lssl", "gru", "lstm", "mamba", "mamba2", "s5", "h3", "hyena")], H, N, batches, steps, opts["official"] or None)
-    models = model_rows(H, N, steps)
+    models = model_rows(H, N, steps, compiled=opts["compile"] in ("true", "1", "yes"))
     setup = f"B={B}, H={H}, N={N}, float32, {threads} threads, {opts['device']}, torch {torch.__version__}; median of {reps}"
     text = "\n\n".join(
         [

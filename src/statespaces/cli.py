@@ -181,6 +181,9 @@ def cmd_bench(args: list[str]) -> int:
         raise UsageError(f"bench: lengths must be integers separated by commas, e.g. lengths=1024,4096; got {opts['lengths']!r}") from None
     if any(v < 2 for v in lengths):
         raise UsageError(f"bench: every length must be at least 2, got {lengths}")
+    for key in ("smoke", "compile"):
+        if opts[key] not in ("true", "false", "1", "0", "yes", "no"):
+            raise UsageError(f"bench: {key} must be true or false, got {opts[key]!r}")
     if opts["device"] not in ("cpu", "cuda"):
         raise UsageError(f"bench: device must be 'cpu' or 'cuda', got {opts['device']!r}")
     if opts["official"] and not os.path.isfile(opts["official"]):
