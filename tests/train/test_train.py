@@ -75,6 +75,21 @@ def test_training_writes_a_complete_run_folder(tiny_overrides):
     assert model(x)[0].shape == (2, 2)
 
 
+def test_two_fresh_runs_under_one_name_get_two_folders(tiny_overrides, tmp_path):
+    """Two compare processes started in the same second once shared a folder and broke each other's
+    metrics.csv; a fresh run claims a new folder (name, name-2, ...), an empty existing one is reused."""
+    import csv
+    from pathlib import Path
+
+    (tmp_path / "empty").mkdir()
+    runs = [Path(train(load_config([*tiny_overrides, f"run.name={n}", "run.plot=false", "run.export=false"]))["run_dir"]) for n in ("same", "same", "empty")]
+    assert [r.name for r in runs] == ["same", "same-2", "empty"]
+    for r in runs:
+        with open(r / "metrics.csv", newline="") as f:
+            epochs = {row["epoch"] for row in csv.DictReader(f) if row.get("val/acc")}
+        assert epochs == {"0", "1"}, (r, epochs)  # each folder holds one run's two epochs, not two runs' four
+
+
 def _final_state(run_dir):
     ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     return ckpt

@@ -149,7 +149,25 @@ def _run_dir(cfg: DictConfig) -> tuple[Path, str | None]:
         run = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else Path(root) / (cfg.run.name or f"{cfg.experiment}-resumed")
         return run, str(ckpt)
     name = cfg.run.name or f"{cfg.experiment}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    return root / name, None
+    if int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) != 0:
+        return root / name, None  # a worker of a distributed run: rank 0 claims the folder (Lightning broadcasts it)
+    return _claim(root / name), None
+
+
+def _claim(run: Path) -> Path:
+    """A fresh run's folder, created here: ``run`` if it is new or empty, else ``run-2``, ``run-3`` ...  Two
+    runs started in the same second under one name (two ``compare`` processes, a script in a loop) would
+    otherwise write one metrics.csv and one set of checkpoints."""
+    run.parent.mkdir(parents=True, exist_ok=True)
+    for i in range(1, 10_000):
+        candidate = run if i == 1 else run.with_name(f"{run.name}-{i}")
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            if candidate.is_dir() and not any(candidate.iterdir()):
+                return candidate
+    raise ConfigError(f"run folder {run} and 9,999 numbered variants exist; choose another run.name or run.root")
 
 
 def find_checkpoint(path: str | Path, prefer: str = "best") -> Path:
