@@ -3,9 +3,9 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 # a CPU build of torch: this pin is on the machine's disk; an unpinned torch pulls several GB of CUDA wheels
 TORCH  ?= torch==2.13.0
-EXTRAS ?= train,data,dev,export
+EXTRAS ?= train,data,dev,export,docs
 
-.PHONY: setup train test clean
+.PHONY: setup train test docs clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -20,5 +20,8 @@ train: setup
 test: setup
 	$(PY) -m pytest -q -n 2 tests
 
+docs: setup
+	$(PY) -m mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache
+	rm -rf $(VENV) site build *.egg-info src/*.egg-info .pytest_cache
