@@ -77,17 +77,33 @@ def test_training_writes_a_complete_run_folder(tiny_overrides):
 
 def test_two_fresh_runs_under_one_name_get_two_folders(tiny_overrides, tmp_path):
     """Two compare processes started in the same second once shared a folder and broke each other's
-    metrics.csv; a fresh run claims a new folder (name, name-2, ...), an empty existing one is reused."""
+    metrics.csv; a fresh run claims a new folder (name, name-2, ...), an empty existing one is reused, and a
+    folder another process has claimed (its marker file, nothing else yet) is not."""
     import csv
     from pathlib import Path
 
+    from statespaces.train.run import CLAIM
+
     (tmp_path / "empty").mkdir()
-    runs = [Path(train(load_config([*tiny_overrides, f"run.name={n}", "run.plot=false", "run.export=false"]))["run_dir"]) for n in ("same", "same", "empty")]
-    assert [r.name for r in runs] == ["same", "same-2", "empty"]
+    (tmp_path / "claimed").mkdir()
+    (tmp_path / "claimed" / CLAIM).touch()
+    names = ("same", "same", "empty", "claimed")
+    runs = [Path(train(load_config([*tiny_overrides, f"run.name={n}", "run.plot=false", "run.export=false"]))["run_dir"]) for n in names]
+    assert [r.name for r in runs] == ["same", "same-2", "empty", "claimed-2"]
     for r in runs:
         with open(r / "metrics.csv", newline="") as f:
             epochs = {row["epoch"] for row in csv.DictReader(f) if row.get("val/acc")}
         assert epochs == {"0", "1"}, (r, epochs)  # each folder holds one run's two epochs, not two runs' four
+
+
+def test_concurrent_claims_of_one_name_never_share_a_folder(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from statespaces.train.run import _claim
+
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda _: _claim(tmp_path / "run"), range(32)))
+    assert len(set(got)) == 32
 
 
 def _final_state(run_dir):

@@ -154,19 +154,24 @@ def _run_dir(cfg: DictConfig) -> tuple[Path, str | None]:
     return _claim(root / name), None
 
 
+CLAIM = ".statespaces-run"
+
+
 def _claim(run: Path) -> Path:
-    """A fresh run's folder, created here: ``run`` if it is new or empty, else ``run-2``, ``run-3`` ...  Two
-    runs started in the same second under one name (two ``compare`` processes, a script in a loop) would
-    otherwise write one metrics.csv and one set of checkpoints."""
-    run.parent.mkdir(parents=True, exist_ok=True)
+    """A fresh run's folder: ``run`` if it is new or empty, else ``run-2``, ``run-3`` ...  A folder is taken by
+    creating its marker file exclusively (atomic on every filesystem we write to), so two runs started in the
+    same second under one name (two ``compare`` processes, a script in a loop) never share a folder, a
+    metrics.csv and checkpoints."""
     for i in range(1, 10_000):
         candidate = run if i == 1 else run.with_name(f"{run.name}-{i}")
+        candidate.mkdir(parents=True, exist_ok=True)
+        if any(p.name != CLAIM for p in candidate.iterdir()):
+            continue  # an earlier run's folder
         try:
-            candidate.mkdir()
-            return candidate
+            os.close(os.open(candidate / CLAIM, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
         except FileExistsError:
-            if candidate.is_dir() and not any(candidate.iterdir()):
-                return candidate
+            continue  # another process claimed it first
+        return candidate
     raise ConfigError(f"run folder {run} and 9,999 numbered variants exist; choose another run.name or run.root")
 
 
