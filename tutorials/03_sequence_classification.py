@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import logging
 import warnings
 from pathlib import Path
@@ -32,18 +33,31 @@ from statespaces.train.task import model_config
 QUIET = ["run.progress=false", "run.plot=false", "run.export=false", "run.threads=2"]
 
 
+@functools.lru_cache(maxsize=None)
+def data_spec(experiment: str, extra: tuple[str, ...]):
+    """The dataset's spec (input and output sizes), built once per experiment."""
+    cfg = load_config([f"experiment={experiment}", *extra])
+    options = {k: v for k, v in dict(cfg.data).items() if k not in ("name", "batch_size", "eval_batch_size", "num_workers")}
+    return get_dataset(str(cfg.data.name), **options).spec
+
+
 def parameters(experiment: str, layer: str, extra: list[str]) -> int:
     cfg = load_config([f"experiment={experiment}", f"model.layer={layer}", *extra])
-    options = {k: v for k, v in dict(cfg.data).items() if k not in ("name", "batch_size", "eval_batch_size", "num_workers")}
-    spec = get_dataset(str(cfg.data.name), **options).spec
+    spec = data_spec(experiment, tuple(o for o in extra if o.startswith("data.")))
     return sum(p.numel() for p in SequenceModel(model_config(cfg, spec)).parameters())
 
 
 def matching_width(experiment: str, extra: list[str]) -> tuple[int, int, int]:
-    """The LSTM d_model whose model has about as many parameters as the experiment's S4D model."""
+    """The LSTM d_model whose model has about as many parameters as the experiment's S4D model (the count
+    grows with the width, so a bisection finds it)."""
     target = parameters(experiment, "s4d", extra)
-    best = min(range(8, 257, 4), key=lambda d: abs(parameters(experiment, "lstm", [*extra, f"model.d_model={d}"]) - target))
-    return best, target, parameters(experiment, "lstm", [*extra, f"model.d_model={best}"])
+    count = lambda d: parameters(experiment, "lstm", [*extra, f"model.d_model={d}"])  # noqa: E731
+    lo, hi = 4, 512
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if count(mid) < target else (lo, mid)
+    best = min((lo, hi), key=lambda d: abs(count(d) - target))
+    return best, target, count(best)
 
 
 def curve(run_dir: str, key: str) -> list[float]:
