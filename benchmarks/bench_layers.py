@@ -1,10 +1,10 @@
 """Speed and memory of the S4 / S4D layers against a measured floor (a bare FFT convolution of the same shape).
 
-    python benchmarks/bench_layers.py            # the table in the README (a few minutes on 2 cores)
+    python benchmarks/bench_layers.py            # the per-layer table in docs/benchmarks.md (a few minutes on 2 cores)
     python benchmarks/bench_layers.py --smoke    # tiny sizes, seconds (run by the tests so it cannot rot)
 
 Each (layer, L) row runs in its own process so that peak RSS belongs to that configuration alone.
-Setup (the same as the measurement of the official standalone layer quoted in the README): S4Block(H=128, N=64,
+Setup (the same as the measurement of the official standalone layer quoted in docs/benchmarks.md): S4Block(H=128, N=64,
 defaults), input (8, L, 128), float32, train mode, 2 warm-up runs then the median and min of 5;
 "fwd" under no_grad, "fwd+bwd" = zero_grad + forward + y.sum().backward().  Step: eval, B=1, 1000 steps.
 """

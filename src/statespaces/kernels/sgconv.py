@@ -56,7 +56,7 @@ class SGConvKernel(Kernel):
     """SGConv kernel (C, H, L).
 
     Args (beyond :class:`Kernel`; ``l_max`` is required):
-        kernel_dim: parameters per piece (official default 64; the README example uses 32).
+        kernel_dim: parameters per piece (official default 64; the official README example uses 32).
         n_scales: number of pieces S (None: just enough for l_max, see the module docstring).
         init_scale: stretch every piece by 2^init_scale more (and use that many fewer pieces).
         combine: how the pieces combine, 'cat' (official default) or 'sum' (the official option ``mode``, renamed
