@@ -99,3 +99,11 @@ def on_files(files, config):
     for path in sorted((ROOT / "benchmarks" / "results").glob("*.png")):
         files.append(File.generated(config, f"results/{path.name}", abs_src_path=str(path)))
     return files
+
+
+ROLE = re.compile(r":(?:class|func|meth|mod|attr|data|exc):\s*(<code>)~?")
+
+
+def on_page_content(html: str, page, config, files) -> str:
+    """The docstrings use Sphinx roles (:class:`~statespaces.FFTConv`); show them as plain code."""
+    return ROLE.sub(r"\1", html)

@@ -107,3 +107,5 @@ def test_mkdocs_build_strict(tmp_path):
     assert (tmp_path / "site" / "layers" / "sgconv" / "index.html").exists()
     html = (tmp_path / "site" / "index.html").read_text()
     assert "<code>mamba2</code>" in html and "<!-- layers-table -->" not in html
+    h3 = (tmp_path / "site" / "layers" / "h3" / "index.html").read_text()
+    assert ":class:" not in h3 and "<code>statespaces.FFTConv</code>" in h3  # Sphinx roles shown as code
