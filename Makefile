@@ -21,7 +21,7 @@ test: setup
 	$(PY) -m pytest -q -n 2 tests
 
 docs: setup
-	$(PY) -m mkdocs build --strict --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
 
 clean:
 	rm -rf $(VENV) site build *.egg-info src/*.egg-info .pytest_cache
