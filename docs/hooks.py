@@ -13,6 +13,7 @@ into pages with the snippets extension), so one copy of each lives in the reposi
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import re
@@ -23,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CAPS = ("step", "state", "rate", "lengths", "bidirectional")
 
 
+@functools.cache  # the table appears on several pages; each row builds the layer twice
 def _capabilities(name: str) -> dict[str, str]:
     """yes/no per capability; bidirectional is 'yes' when the layer builds with bidirectional=True."""
     import statespaces as ss

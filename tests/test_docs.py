@@ -4,6 +4,7 @@ README's feature table against the code, and ``mkdocs build --strict`` (a warnin
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import subprocess
 import sys
@@ -85,16 +86,10 @@ def test_hook_markers_are_all_replaced():
 def test_tutorial_smoke(script, tmp_path):
     out = tmp_path / "figures"
     proc = subprocess.run(
-        [sys.executable, str(script), "--smoke", "--out", str(out)], cwd=tmp_path, capture_output=True, text=True, timeout=600, env={**_env(), "OMP_NUM_THREADS": "1"}
+        [sys.executable, str(script), "--smoke", "--out", str(out)], cwd=tmp_path, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"}
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert list(out.glob("*.png")), f"{script.name} wrote no figure"
-
-
-def _env() -> dict:
-    import os
-
-    return dict(os.environ)
 
 
 def test_mkdocs_build_strict(tmp_path):
@@ -102,7 +97,7 @@ def test_mkdocs_build_strict(tmp_path):
     import mkdocstrings  # noqa: F401
     proc = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
-        cwd=ROOT, capture_output=True, text=True, timeout=600, env={**_env(), "NO_MKDOCS_2_WARNING": "1"},
+        cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert (tmp_path / "site" / "layers" / "sgconv" / "index.html").exists()

@@ -66,9 +66,10 @@ def part_hippo(out: Path, T: int, N: int, plt) -> None:
     print("\n1. HiPPO: reconstruct the input's history from the final state (N = %d, T = %d)" % (N, T))
     u = smooth_signal(T)
     fig, axes = plt.subplots(3, 2, figsize=(12, 7), sharex=True, gridspec_kw={"width_ratios": [3, 1]})
+    kernels = {}
     recent = T // 2  # the window of LegT and FouT: 2 time units, 2 / dt steps
     for (ax, ax_mem), measure in zip(axes, ("legs", "legt", "fout")):
-        K = history_kernel(measure, N, T, dt=2.0 / recent)
+        K = kernels[measure] = history_kernel(measure, N, T, dt=2.0 / recent)  # LegS ignores dt (its step is 1/t)
         x_T = K @ u
         # least-squares read-out: the history in the span of K's rows that produced x_T (for an orthogonal basis,
         # this is exactly the HiPPO projection onto the measure's polynomials)
@@ -80,13 +81,12 @@ def part_hippo(out: Path, T: int, N: int, plt) -> None:
         ax.legend(loc="lower left", fontsize=8)
         ax_mem.plot(K.norm(dim=0), color="C0")
         ax_mem.set_title(f"{measure}: weight of u_k in x_T", fontsize=9)
-    if True:  # the LegS kernel rows are the scaled Legendre polynomials: sqrt(2n+1) P_n(2s/T - 1) / T
-        K = history_kernel("legs", N, T, dt=1.0)
-        s = (torch.arange(T) + 0.5) / T
-        n = torch.arange(4)
-        legendre = torch.stack([torch.special.legendre_polynomial_p(2 * s - 1, int(i)) for i in n]) * (2 * n[:, None] + 1).sqrt() / T
-        rel = ((K[:4] - legendre).norm(dim=1) / legendre.norm(dim=1)).max().item()
-        print(f"  legs: the first 4 rows of K vs sqrt(2n+1) P_n(2s/T - 1) / T: relative error {rel:.2e} (discretisation)")
+    # the LegS kernel rows are the scaled Legendre polynomials: sqrt(2n+1) P_n(2s/T - 1) / T
+    s = (torch.arange(T) + 0.5) / T
+    n = torch.arange(4)
+    legendre = torch.stack([torch.special.legendre_polynomial_p(2 * s - 1, int(i)) for i in n]) * (2 * n[:, None] + 1).sqrt() / T
+    rel = ((kernels["legs"][:4] - legendre).norm(dim=1) / legendre.norm(dim=1)).max().item()
+    print(f"  legs: the first 4 rows of K vs sqrt(2n+1) P_n(2s/T - 1) / T: relative error {rel:.2e} (discretisation)")
     axes[-1, 0].set_xlabel("step")
     fig.suptitle("HiPPO: the final state read back as a signal, and how much each past input weighs in it")
     fig.tight_layout()

@@ -45,10 +45,6 @@ def load_series() -> torch.Tensor:
     return torch.stack([torch.from_numpy(values), phase.sin(), phase.cos()], dim=1)
 
 
-def tensors(ds) -> tuple[torch.Tensor, torch.Tensor]:
-    return ds.x, ds.y
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="tutorial_figures/04_time_series", help="folder for the figures")
@@ -64,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     # present (a trending series never leaves the range it was trained on)
     splits = forecast_splits("co2+calendar", series, context=CONTEXT, horizon=HORIZON, stride=1, offset="last")
     ppm = splits.spec.meta["std"][0]  # standardised units -> ppm on the CO2 channel
-    (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = map(tensors, splits)
+    (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = ((ds.x, ds.y) for ds in splits)
     x_tr, y_tr = x_tr[::2], y_tr[::2]  # every second training window: neighbours overlap in all but one week
     print(f"{len(series)} weeks x {series.shape[1]} channels; windows: {len(x_tr)} train, {len(x_va)} validation, {len(x_te)} test")
 
