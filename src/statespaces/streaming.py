@@ -88,6 +88,9 @@ class FusedSSMStep(nn.Module):
         b = s_next[n]  # (H, n)
         self.register_buffer("ca", rearrange(y[:n], "i c h -> c h i").contiguous(), persistent=False)  # (C, H, n)
         self.register_buffer("e", y[n].contiguous(), persistent=False)  # (C, H)
+        self.single = self.ca.shape[0] == 1
+        self.register_buffer("ca1", self.ca[0].contiguous(), persistent=False)  # (H, n): the one-channel case
+        self.register_buffer("e1", self.e[0].contiguous(), persistent=False)
         self.form = self._structure(A)
         if self.form == "dense":
             M = torch.cat([torch.cat([A, b[..., None]], -1), torch.cat([self.ca, self.e[..., None]], -1).transpose(0, 1)], 1)
@@ -136,32 +139,36 @@ class FusedSSMStep(nn.Module):
         return self._from_real(s)
 
     def _output(self, s: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        if self.ca.shape[0] == 1:
-            return ((s * self.ca[0]).sum(-1) + self.e[0] * u)[:, None]
+        """(B, H) for one channel, else (B, C, H).  At batch 1 the step costs what it dispatches (a few
+        microseconds per operation, the arithmetic is negligible), hence the fused ``addcmul``s."""
+        if self.single:
+            return torch.addcmul((s * self.ca1).sum(-1), self.e1, u)
         return torch.einsum("bhn,chn->bch", s, self.ca) + self.e * u[:, None]
 
     def forward(self, u: torch.Tensor, s: torch.Tensor):
         if self.form == "dense":
             z = torch.cat([s, u[..., None]], -1).transpose(0, 1)  # (H, B, n+1): one matrix product per feature
             out = torch.bmm(z, self.M).transpose(0, 1)  # (B, H, n+C)
-            s, y = out[..., : self.n], out[..., self.n :].transpose(1, 2)
+            s, y = out[..., : self.n], out[..., self.n :]
+            y = y[..., 0] if self.single else y.transpose(1, 2)
         elif self.form == "diagonal":
             y = self._output(s, u)
             s = torch.addcmul(self.a * s, self.b, u[..., None])
         else:
             y = self._output(s, u)
-            pairs = s.unflatten(-1, (-1, 2))  # (B, H, N2, 2)
             if self.real:
+                pairs = s.unflatten(-1, (-1, 2))  # (B, H, N2, 2)
                 pairs = torch.addcmul(torch.addcmul(self.a1 * pairs, self.a2, pairs.flip(-1)), self.b, u[..., None, None])
+                s = pairs.flatten(-2)
             else:
-                pairs = torch.view_as_real(self.a_c * torch.view_as_complex(pairs) + self.b_c * u[..., None])
-            s = pairs.flatten(-2)
+                z = torch.view_as_complex(s.unflatten(-1, (-1, 2)))
+                s = torch.view_as_real(torch.addcmul(self.b_c * u[..., None], self.a_c, z)).flatten(-2)
         if self.activation is F.gelu:
             y = F.gelu(y)
         else:
             y = self.activation(y[..., None]).squeeze(-1)  # the layer's activation takes a length axis
-        if y.shape[1] == 1:
-            return y[:, 0], s
+        if self.single:
+            return y, s
         return (y.transpose(1, 2) if self.swap_channels else y).flatten(1), s
 
 

@@ -194,6 +194,24 @@ def test_associative_recall_target_is_the_value_bound_to_the_query():
         assert item["y"].item() == bound[x[-1]]
 
 
+@pytest.mark.parametrize("name", ["induction_heads", "associative_recall"])
+def test_lm_supervision_scores_every_next_token_in_training_and_only_the_answer_elsewhere(name):
+    query, lm = build(name), build(name, supervision="lm")
+    assert query.spec.target == "class" and lm.spec.target == "class_per_step"
+    for split in ("train", "val", "test"):
+        q, m = getattr(query, split), getattr(lm, split)
+        assert torch.equal(q.x, m.x), "both supervisions must draw the same sequences"
+        assert m.y.shape == m.x.shape
+        assert torch.equal(m.y[:, -1], q.y), "the last step's target is the answer"
+        if split == "train":  # next-token targets, written out independently of the builder's cat
+            for x, y in zip(m.x.tolist(), m.y.tolist()):
+                assert y[:-1] == x[1:]
+        else:
+            assert (m.y[:, :-1] == IGNORE_INDEX).all(), "validation and test score the answer only"
+    batch = collate([lm.val[0], lm.val[1]], per_step=True)
+    assert batch["y"].shape == batch["x"].shape
+
+
 def listops_value(tokens: list[str], max_depth: int, max_args: int) -> int:
     """Reference evaluator: parse the token strings recursively (checking LRA's depth and arity limits);
     MED is LRA's ``int(np.median(args))``."""
@@ -261,6 +279,8 @@ def test_listops_meets_narrow_long_windows_quickly():
         ("delayed_xor", {"d2": 40}, r"d2 must be an integer in \[1, seq_len - 1 = 39\], got 40"),
         ("induction_heads", {"vocab_size": 2}, "vocab_size must be an integer >= 3, got 2"),
         ("associative_recall", {"n_pairs": 0}, "n_pairs must be an integer >= 1, got 0"),
+        ("associative_recall", {"supervision": "all"}, r"supervision must be one of \('query', 'lm'\), got 'all'"),
+        ("induction_heads", {"supervision": None}, r"supervision must be one of \('query', 'lm'\), got None"),
         ("listops", {"max_length": 10}, "max_length must be an integer >= min_length = 20, got 10"),
         ("listops", {"max_args": 1}, "max_args must be an integer >= 2, got 1"),
         ("listops", {"max_depth": 2, "max_args": 3}, "no expression with max_depth=2 and max_args=3"),

@@ -8,8 +8,8 @@ name                    x          y                          the model must
 ``adding``              float (2)  ``regression`` (1)         add the two values flagged by a marker channel
 ``delay``               float (1)  ``regression_per_step``    output the input ``delay`` steps later
 ``delayed_xor``         float (1)  ``class_per_step`` (2)     XOR the inputs ``d1`` and ``d2`` steps ago
-``induction_heads``     tokens     ``class``                  recall the token that followed the copy prefix
-``associative_recall``  tokens     ``class``                  recall the value bound to the query key
+``induction_heads``     tokens     ``class`` [#]_             recall the token that followed the copy prefix
+``associative_recall``  tokens     ``class`` [#]_             recall the value bound to the query key
 ======================  =========  =========================  ==============================================
 
 Every builder takes keyword options (validated: a bad value is a ``ValueError`` naming the option), the
@@ -17,6 +17,10 @@ split sizes ``n_train, n_val, n_test`` and ``seed``.  Generation is deterministi
 three splits come from three independent random streams derived from it, so they differ from one another.
 Token tasks whose target is a token use class id == token id, so an output layer can share the input
 embedding.  Items are built by whole-batch tensor operations.  ListOps lives in :mod:`.listops`.
+
+.. [#] With ``supervision="lm"`` the two recall tasks become ``class_per_step``, as in HazyResearch/safari:
+   the training split scores every next token (the answer is the token after the last input), validation
+   and test only the answer.
 """
 
 from __future__ import annotations
@@ -68,6 +72,39 @@ def _build(sample: Sampler, sizes: tuple[int, int, int], seed: int, spec: DataSp
         TensorSequenceDataset(**sample(n, torch.Generator().manual_seed(s))) for n, s in zip(sizes, _split_seeds(seed))
     ]
     return Splits(*splits, spec)
+
+
+SUPERVISION = ("query", "lm")
+
+
+def _build_recall(sample: Sampler, sizes: tuple[int, int, int], seed: int, spec: DataSpec, supervision: str) -> Splits:
+    """Build a recall task whose ``sample`` gives ``x`` (n, L) and the answer ``y`` (n,), the token after ``x``.
+
+    ``supervision="query"`` keeps one class per sequence.  ``"lm"`` is the training signal of the safari
+    synthetics (the H3 and Hyena papers): the training split is scored as a language model on every next token
+    (``x[t + 1]``, then the answer), so each repeated key of associative recall is a recall example of its own;
+    validation and test score the answer only (``IGNORE_INDEX`` elsewhere), so their accuracy is the same
+    figure as with ``"query"``.  Both draw the same sequences from the same seed.
+    """
+    if supervision == "query":
+        return _build(sample, sizes, seed, spec)
+    splits = []
+    for i, (n, s) in enumerate(zip(sizes, _split_seeds(seed))):
+        item = sample(n, torch.Generator().manual_seed(s))
+        x, answer = item["x"], item["y"]
+        if i == 0:
+            y = torch.cat([x[:, 1:], answer[:, None]], dim=1)
+        else:
+            y = torch.full_like(x, IGNORE_INDEX)
+            y[:, -1] = answer
+        splits.append(TensorSequenceDataset(x=x, y=y))
+    spec = DataSpec(**{**spec.__dict__, "target": "class_per_step"})
+    return Splits(*splits, spec)
+
+
+def _check_supervision(supervision) -> None:
+    if supervision not in SUPERVISION:
+        raise ValueError(f"supervision must be one of {SUPERVISION}, got {supervision!r}")
 
 
 def _copy_vocab(n_tokens: int) -> list[str]:
@@ -313,6 +350,7 @@ def induction_heads(
     n_val: int = 500,
     n_test: int = 500,
     seed: int = 0,
+    supervision: str = "query",
 ) -> Splits:
     """Induction head task (Fu et al. 2023, H3; as in HazyResearch/safari synthetics).
 
@@ -324,8 +362,11 @@ def induction_heads(
     Args:
         vocab_size: tokens including the prefix (>= 3, so that the answer is not a constant).
         seq_len: L (>= 3: prefix, value, final prefix).
+        supervision: ``"query"`` (the answer only) or ``"lm"`` (train on every next token, as safari does:
+            see :func:`_build_recall`).
     """
     sizes = _check_sizes(n_train, n_val, n_test)
+    _check_supervision(supervision)
     _check_int("vocab_size", vocab_size, 3)
     _check_int("seq_len", seq_len, 3)
     prefix = vocab_size - 1
@@ -351,7 +392,7 @@ def induction_heads(
             "description": "output the token that followed the first copy prefix '=>'",
         },
     )
-    return _build(sample, sizes, seed, spec)
+    return _build_recall(sample, sizes, seed, spec, supervision)
 
 
 @register("associative_recall", description="associative recall (H3): recall the value bound to a query key")
@@ -363,6 +404,7 @@ def associative_recall(
     n_val: int = 500,
     n_test: int = 500,
     seed: int = 0,
+    supervision: str = "query",
 ) -> Splits:
     """Associative recall (Fu et al. 2023, H3; as in HazyResearch/safari synthetics).
 
@@ -375,8 +417,11 @@ def associative_recall(
     Args:
         vocab_size: keys plus values (>= 4: at least two of each).
         n_pairs: key-value pairs before the query (>= 1).
+        supervision: ``"query"`` (the answer only) or ``"lm"`` (train on every next token, as safari does:
+            each repeated key is then a recall example too; see :func:`_build_recall`).
     """
     sizes = _check_sizes(n_train, n_val, n_test)
+    _check_supervision(supervision)
     _check_int("vocab_size", vocab_size, 4)
     _check_int("n_pairs", n_pairs, 1)
     n_keys = vocab_size // 2
@@ -406,4 +451,4 @@ def associative_recall(
             "description": f"{n_pairs} key-value pairs then a query key: output its value",
         },
     )
-    return _build(sample, sizes, seed, spec)
+    return _build_recall(sample, sizes, seed, spec, supervision)
