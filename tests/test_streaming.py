@@ -68,6 +68,34 @@ def test_stream_matches_convolution_mode(layers, real):
     torch.testing.assert_close(y, y_ref, rtol=1e-9, atol=1e-10)
 
 
+def _stream_inplace(stream, x, states):
+    ys = [stream.step_(x[:, t], states) for t in range(x.shape[1])]
+    return torch.stack(ys, 1), states
+
+
+@pytest.mark.parametrize("layers", LAYERS, ids=lambda spec: "-".join(e if isinstance(e, str) else e["name"] for e in spec))
+def test_in_place_step_matches_convolution_mode_and_updates_the_given_states(layers):
+    model = _model(layers, pool="mean")
+    x = _inputs(model)
+    with torch.no_grad():
+        y_ref, state_ref = model(x, state=model.default_state(2))
+        stream = StreamingModel(model)
+        states = stream.initial_state(2)
+        ids = [id(t) for t in states]
+        y, states = _stream_inplace(stream, x, states)
+    torch.testing.assert_close(y[:, -1], y_ref, rtol=1e-9, atol=1e-10)
+    assert [id(t) for t in states] == ids, "step_ must update the caller's tensors, not replace them"
+    for got, want in zip(states, stream.from_model_state(state_ref)):
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-10)
+
+
+def test_in_place_step_refuses_a_strided_state():
+    stream = StreamingModel(_model(["s4d"]))
+    s = stream.initial_state(2)[0]
+    with pytest.raises(ValueError, match="contiguous"):
+        stream.blocks[0].fused.step_(torch.zeros(2, 8, dtype=torch.float64), s.transpose(0, 1).contiguous().transpose(0, 1))
+
+
 def test_each_kernel_gets_its_cheapest_exact_form():
     forms = {
         "s4d": "complex",

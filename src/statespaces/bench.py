@@ -234,6 +234,8 @@ def step_rows(names: list[str], H: int, N: int, batches: list[int], steps: int, 
                 if fused is not None:
                     row["fused"] = _rate(_advance(lambda s: fused(u, s)[1], [torch.zeros(B, H, fused.n)]), steps)
                     row["fused_form"] = fused.form
+                    buf = torch.zeros(B, H, fused.n)
+                    row["in_place"] = _rate(lambda: fused.step_(u, buf), steps)
                 if fast is not None:
                     row["compiled"] = _rate(_advance(lambda s: fast(u, s)[1], [torch.zeros(B, H, fused.n)]), steps)
                 if module is not None and name in ("s4d", "s4"):
@@ -279,6 +281,8 @@ def model_rows(H: int, N: int, steps: int, n_layers: int = 4, compiled: bool = F
         rows.append({"impl": "SequenceModel.step", "steps_per_s": _rate(_advance(lambda s: model.step(x, s)[1], [model.default_state(1)]), steps)})
         stream = StreamingModel(model)
         rows.append({"impl": "StreamingModel", "steps_per_s": _rate(_advance(lambda s: stream(x, *s)[1:], [stream.initial_state(1)]), steps)})
+        states = stream.initial_state(1)
+        rows.append({"impl": "StreamingModel.step_ (states in place)", "steps_per_s": _rate(lambda: stream.step_(x, states), steps)})
         if compiled:  # torch.compile of the whole step: one graph, the elementwise work fused (first call compiles)
             fast = StreamingModel(model, compile=True)
             rows.append({"impl": "StreamingModel(compile=True)", "steps_per_s": _rate(_advance(lambda s: fast(x, *s)[1:], [fast.initial_state(1)]), steps)})
@@ -335,16 +339,17 @@ def conv_table(rows: list[dict]) -> str:
 def step_table(rows: list[dict]) -> str:
     official = any("official" in r for r in rows)
     compiled = any("compiled" in r for r in rows)
-    head = "| layer | B | layer.step | fused streaming step | form |" + (" fused, compiled |" if compiled else "")
+    head = "| layer | B | layer.step | fused streaming step | fused, in place | form |" + (" fused, compiled |" if compiled else "")
     lines = [head + (" official | best / official |" if official else "")]
-    lines.append("|---|---|---|---|---|" + ("---|" if compiled else "") + ("---|---|" if official else ""))
+    lines.append("|---|---|---|---|---|---|" + ("---|" if compiled else "") + ("---|---|" if official else ""))
     for r in rows:
         fused = f"{r['fused']:,.0f}" if "fused" in r else "-"
-        line = f"| {r['layer']} | {r['B']} | {r['step']:,.0f} | {fused} | {r.get('fused_form', '-')} |"
+        in_place = f"{r['in_place']:,.0f}" if "in_place" in r else "-"
+        line = f"| {r['layer']} | {r['B']} | {r['step']:,.0f} | {fused} | {in_place} | {r.get('fused_form', '-')} |"
         if compiled:
             line += f" {r['compiled']:,.0f} |" if "compiled" in r else " - |"
         if official:
-            best = max(r.get("fused", 0.0), r.get("compiled", 0.0), r["step"])
+            best = max(r.get("fused", 0.0), r.get("in_place", 0.0), r.get("compiled", 0.0), r["step"])
             line += f" {r['official']:,.0f} ({r['official_mode']}) | {best / r['official']:.1f}x |" if "official" in r else " - | - |"
         lines.append(line)
     return "\n".join(lines)
