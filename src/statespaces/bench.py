@@ -241,6 +241,13 @@ def step_rows(names: list[str], H: int, N: int, batches: list[int], steps: int, 
                 if module is not None and name in ("s4d", "s4"):
                     row["official"], row["official_mode"] = _official_rate(module, "diag" if name == "s4d" else "nplr", H, N, B, steps)
             rows.append(row)
+        if name == "hyena":  # the O(n) distilled step beside the exact O(l_max) one
+            layer.setup_step(distill=16)
+            for B in batches:
+                u = torch.randn(B, H)
+                with torch.no_grad():
+                    rate = _rate(_advance(lambda s: layer.step(u, s)[1], [layer.default_state(B)]), steps)
+                rows.append({"layer": "hyena (distill=16)", "B": B, "step": rate, "distill_error": layer.distill_error.max().item()})
     return rows
 
 

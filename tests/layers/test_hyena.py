@@ -79,3 +79,86 @@ def test_hyena_errors():
         Hyena(4, l_max=8, order=1)
     with pytest.raises(ValueError, match="emb_dim must be odd and >= 3"):
         Hyena(4, l_max=8, emb_dim=4)
+
+
+# ---- the distilled step ------------------------------------------------------------------------------------------
+def test_distill_recovers_a_sum_of_decaying_modes():
+    from statespaces.layers.hyena import distill_filter
+
+    g = torch.Generator().manual_seed(0)
+    lam = torch.polar(torch.rand(3, 2, generator=g, dtype=torch.float64) * 0.3 + 0.6, torch.rand(3, 2, generator=g, dtype=torch.float64) * 3)
+    lam, r = torch.cat([lam, lam.conj()], -1), torch.randn(3, 2, generator=g, dtype=torch.complex128)
+    r = torch.cat([r, r.conj()], -1)  # conjugate pairs: a real filter
+    t = torch.arange(40, dtype=torch.float64)
+    h = torch.cat([torch.randn(3, 1, generator=g, dtype=torch.float64), (r[:, None, :] * lam[:, None, :] ** t[None, :39, None]).sum(-1).real], 1)
+    fit_lam, _, err = distill_filter(h, 4)
+    assert err.max() < 1e-8
+    for want, got in zip(lam, fit_lam):  # the same poles, in some order
+        assert (want[:, None] - got[None, :]).abs().amin(1).max() < 1e-6
+
+
+def _filter_of_modes(layer: Hyena, L: int) -> torch.Tensor:
+    """The distilled filters written out: h[0] exact, then Re sum_j r_j lam_j^(t-1)."""
+    lam, r, h0 = layer._modes
+    t = torch.arange(L - 1, dtype=torch.float64)
+    tail = (r[..., None, :] * lam[..., None, :] ** t[:, None]).sum(-1).real
+    return torch.cat([h0[..., None], tail], -1)  # (o H L)
+
+
+def test_distilled_step_is_the_recurrence_of_its_fitted_filter():
+    """The O(n) modal step against the direct convolutions of _direct with the fitted filters swapped in
+    (an explicit sum over every past input, independent of the modal state)."""
+    torch.manual_seed(0)
+    L = 30
+    layer = Hyena(4, l_max=16, order=3, filter_order=8).double().eval()
+    layer.setup_step(distill=3)
+    u = torch.randn(2, L, 4, dtype=torch.float64)
+    state, ys = layer.default_state(2), []
+    for t in range(L):
+        y, state = layer.step(u[:, t], state)
+        ys.append(y)
+    k = _filter_of_modes(layer, L)
+    original = layer.filter_fn.filter
+    layer.filter_fn.filter = lambda n: k.flatten(0, 1)[:, :n]  # _direct reads the filters from here
+    layer.l_max = L
+    try:
+        want = _direct(layer, u)
+    finally:
+        layer.filter_fn.filter, layer.l_max = original, 16
+    torch.testing.assert_close(torch.stack(ys, 1), want, rtol=1e-10, atol=1e-10)
+
+
+def _distilled_errors(layer: Hyena, u: torch.Tensor, n: int) -> tuple[float, float]:
+    """(largest relative filter error, relative output error of the distilled step against the exact forward)."""
+    exact = layer(u)[0]
+    layer.setup_step(distill=n)
+    state, ys = layer.default_state(u.shape[0]), []
+    for t in range(u.shape[1]):
+        y, state = layer.step(u[:, t], state)
+        ys.append(y)
+    return layer.distill_error.max().item(), ((torch.stack(ys, 1) - exact).norm() / exact.norm()).item()
+
+
+def test_distilled_step_approaches_the_exact_step_with_more_modes():
+    torch.manual_seed(0)
+    u = torch.randn(2, 64, 8, dtype=torch.float64)
+    smooth = Hyena(8, l_max=64, filter_order=16).double().eval()  # w=1: smooth filters at initialisation
+    filt, out = _distilled_errors(smooth, u, 4)
+    assert filt < 1e-6 and out < 1e-6, (filt, out)
+    rough = Hyena(8, l_max=64, filter_order=16, w=10.0).double().eval()  # the AR configs' frequency: rough filters
+    errors = [_distilled_errors(rough, u, n) for n in (2, 8, 24)]
+    assert errors[0][0] > errors[1][0] > errors[2][0] and errors[2][0] < 0.1, errors
+    assert errors[0][1] > errors[2][1] and errors[2][1] < 0.01, errors
+    rough.setup_step()  # back to the exact step
+    assert rough._modes is None and rough.default_state(1).long.dtype == torch.float64
+
+
+def test_distill_errors():
+    layer = Hyena(4, l_max=16, filter_order=8)
+    with pytest.raises(ValueError, match=r"distill must be an int in \[1, 7\] for filters of 16 taps, got 9"):
+        layer.setup_step(distill=9)
+    with pytest.raises(ValueError, match="distill must be None .* got 2.5"):
+        layer.setup_step(distill=2.5)
+    layer.setup_step(distill=4)
+    with pytest.raises(ValueError, match="set up for the distilled"):
+        layer(torch.randn(1, 5, 4), state=layer.default_state(1))

@@ -16,6 +16,14 @@ Recurrent mode.  The official ``recurrence`` raises NotImplementedError.  Here e
 so the exact step keeps, per long convolution, the last ``l_max - 1`` inputs (and the short filter's last taps):
 O(l_max) work per step, exact, with state forwarding and ``lengths`` like any FIR.  Inputs longer than ``l_max``
 see filters with zero taps beyond ``l_max``, in conv mode and step mode alike.
+
+Distilled step (``setup_step(distill=n)``): each trained long filter ``h`` becomes ``n`` complex modes,
+``h[t] ~ Re sum_j r_j lam_j^(t-1)`` for ``t >= 1`` (``h[0]`` is kept exactly), so the step costs O(n) instead of
+O(l_max).  The poles come from the Hankel matrix of ``h[1:]`` (Kung's realisation: truncated SVD, shift
+invariance of the observability matrix, eigenvalues; poles are pulled inside |lam| <= 1 - 1e-4), the residues
+from least squares on the whole filter, all in float64.  The fit's relative L2 error per filter is in
+``distill_error`` ((order - 1, H)); the filter is infinite (it keeps decaying past ``l_max``).  This is an
+approximation of the layer, so a distilled layer only steps: ``forward(state=...)`` asks for the exact set-up.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ from torch import nn
 from ..ops.fftconv import fft_conv
 from .base import SequenceLayer
 
-__all__ = ["Hyena", "HyenaState", "HyenaFilter"]
+__all__ = ["Hyena", "HyenaState", "HyenaFilter", "distill_filter"]
 
 
 class HyenaState(NamedTuple):
@@ -40,6 +48,30 @@ class HyenaState(NamedTuple):
 
     short: torch.Tensor
     long: torch.Tensor
+
+
+def distill_filter(h: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Fit ``h[t] ~ Re sum_j r_j lam_j^(t-1)`` (t >= 1) with ``n`` modes to each row of ``h`` (C, L), in float64.
+
+    Returns poles ``lam`` (C, n) and residues ``r`` (C, n), complex128, and the relative L2 error of the whole
+    filter (``h[0]`` exact) (C,)."""
+    h = h.detach().to(torch.float64)
+    tail = h[:, 1:]
+    m = min((tail.shape[-1] + 1) // 2, 512)
+    if not 1 <= n <= m - 1:
+        raise ValueError(f"distill must be an int in [1, {m - 1}] for filters of {h.shape[-1]} taps, got {n!r}")
+    hankel = tail[:, torch.arange(m)[:, None] + torch.arange(m)[None, :]]  # (C m m), entry i+j; 2m-1 <= L-1 taps
+    U, S, _ = torch.linalg.svd(hankel)
+    obs = U[..., :n] * S[:, None, :n].sqrt()  # observability matrix of an n-state realisation
+    A = torch.linalg.lstsq(obs[:, :-1], obs[:, 1:]).solution  # shift invariance: obs[1:] = obs[:-1] A
+    lam = torch.linalg.eigvals(A)
+    radius = 1 - 1e-4
+    lam = torch.where(lam.abs() > radius, lam / lam.abs() * radius, lam)
+    powers = lam[:, None, :] ** torch.arange(tail.shape[-1], dtype=torch.float64)[None, :, None]  # (C L-1 n)
+    r = torch.linalg.lstsq(powers, tail.to(powers.dtype)[..., None]).solution[..., 0]
+    fit = (powers @ r[..., None])[..., 0].real
+    err = (fit - tail).norm(dim=-1) / h.norm(dim=-1).clamp(min=1e-300)
+    return lam, r, err
 
 
 class _Sin(nn.Module):
@@ -138,6 +170,11 @@ class Hyena(SequenceLayer):
         return self.short_filter(ext).split(self.d_model, dim=1), ext
 
     def _forward(self, u: torch.Tensor, state, rate: float, lengths):
+        if state is not None and getattr(self, "_modes", None) is not None:
+            raise ValueError(
+                "this Hyena is set up for the distilled (approximate) step, whose state is modal: forward(state=...) "
+                "needs the exact set-up, setup_step() without distill"
+            )
         B, L, H = u.shape
         short_hist = state.short if state is not None else u.new_zeros(B, (self.order + 1) * H, self.K - 1)
         streams, short_ext = self._streams(u, short_hist)
@@ -169,10 +206,21 @@ class Hyena(SequenceLayer):
         return ext.gather(-1, idx.expand(-1, ext.shape[1], -1))
 
     # ---- recurrent mode --------------------------------------------------------------------------
-    def _setup_step(self) -> None:
-        """Cache the filters (oldest tap first) for the exact O(l_max) step."""
+    def _setup_step(self, distill: int | None = None) -> None:
+        """Cache the filters (oldest tap first) for the exact O(l_max) step; with ``distill=n`` fit each long
+        filter with n complex modes for an O(n) approximate step (module docstring; errors in ``distill_error``)."""
+        if distill is not None and (isinstance(distill, bool) or not isinstance(distill, int)):
+            raise ValueError(f"distill must be None (the exact step) or an int number of modes, got {distill!r}")
         with torch.no_grad():
-            self._taps = self._filters(self.l_max).flip(-1)  # (o H l_max)
+            k = self._filters(self.l_max)  # (o H l_max)
+            self._taps = k.flip(-1)
+            self._modes, self.distill_error = None, None
+            if distill is not None:
+                lam, r, err = distill_filter(k.flatten(0, 1), distill)
+                o, H = k.shape[:2]
+                cdtype = torch.complex128 if k.dtype == torch.float64 else torch.complex64
+                self._modes = (lam.view(o, H, -1).to(cdtype), r.view(o, H, -1).to(cdtype), k[..., 0].clone())
+                self.distill_error = err.view(o, H).to(k.dtype)
 
     def _step(self, x_t: torch.Tensor, state: HyenaState):
         if not hasattr(self, "_taps"):
@@ -183,8 +231,15 @@ class Hyena(SequenceLayer):
         *x, v = streams
         bias = self.bias.view(self.order - 1, H)
         longs = []
+        modes = getattr(self, "_modes", None)
         for o, x_i in enumerate(reversed(x[1:])):
             w = v * x_i
+            if modes is not None:  # s holds sum_(k >= 1) lam^(k-1) w_(t-k): O(n) per step
+                lam, r, h0 = modes[0][o], modes[1][o], modes[2][o]
+                s = state.long[:, o]
+                v = h0 * w + (s * r).sum(-1).real + bias[o] * w
+                longs.append(lam * s + w[..., None])
+                continue
             hist = torch.cat([state.long[:, o], w[..., None]], -1)  # (B H l_max)
             v = (hist * self._taps[o]).sum(-1) + bias[o] * w
             longs.append(hist[..., 1:])
@@ -192,7 +247,9 @@ class Hyena(SequenceLayer):
 
     def default_state(self, *batch_shape: int, device=None, dtype: torch.dtype | None = None) -> HyenaState:
         dtype, device = dtype or self.param_dtype, device or self.bias.device
-        return HyenaState(
-            torch.zeros(*batch_shape, (self.order + 1) * self.d_model, self.K - 1, dtype=dtype, device=device),
-            torch.zeros(*batch_shape, self.order - 1, self.d_model, self.l_max - 1, dtype=dtype, device=device),
-        )
+        short = torch.zeros(*batch_shape, (self.order + 1) * self.d_model, self.K - 1, dtype=dtype, device=device)
+        modes = getattr(self, "_modes", None)
+        if modes is not None:  # distilled: one complex number per mode instead of the input history
+            cdtype = torch.complex128 if dtype == torch.float64 else torch.complex64
+            return HyenaState(short, torch.zeros(*batch_shape, self.order - 1, self.d_model, modes[0].shape[-1], dtype=cdtype, device=device))
+        return HyenaState(short, torch.zeros(*batch_shape, self.order - 1, self.d_model, self.l_max - 1, dtype=dtype, device=device))
