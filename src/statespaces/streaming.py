@@ -147,7 +147,8 @@ class FusedSSMStep(nn.Module):
         """(B, H) for one channel, else (B, C, H).  At batch 1 the step costs what it dispatches (a few
         microseconds per operation, the arithmetic is negligible), hence the fused ``addcmul``s."""
         if self.single:
-            if s.shape[0] == 1:  # one matrix product per feature instead of a product and a sum
+            if s.shape[0] == 1 and not self.real:  # eager batch 1: one matrix product per feature, not a product and a sum
+                # (export and compile trace the general form: no branch on a dynamic batch size in their graphs)
                 return torch.addcmul(torch.bmm(s.view(s.shape[1], 1, -1), self.ca1_col).view(1, -1), self.e1, u)
             return torch.addcmul((s * self.ca1).sum(-1), self.e1, u)
         return torch.einsum("bhn,chn->bch", s, self.ca) + self.e * u[:, None]
