@@ -77,3 +77,19 @@ def test_compare_errors(capsys):
     assert "seeds must be distinct" in capsys.readouterr().err
     assert main(["compare", "experiment=mnist1d-s4d", "layers=s4d", "seed=3"]) == 2
     assert "compare sets seed itself" in capsys.readouterr().err
+
+
+def test_two_compares_started_in_the_same_second_get_their_own_folders(tmp_path, monkeypatch):
+    """Two compares of one experiment with the same time stamp each keep their own table (the second used to
+    overwrite the first's compare.md)."""
+    import statespaces.train.compare as cmp
+    import statespaces.train.run as run
+
+    monkeypatch.setattr(cmp.time, "strftime", lambda fmt: "20260101-000000")
+    monkeypatch.setattr(run, "train", lambda cfg: {"test/acc": 0.5, "parameters": 1, "run_dir": str(tmp_path)})
+    monkeypatch.setattr(cmp, "_plot", lambda rows, path: None)
+    first = cmp.compare("mnist1d-s4d", ["s4d"], overrides=[f"run.root={tmp_path}"])
+    second = cmp.compare("mnist1d-s4d", ["gru"], overrides=[f"run.root={tmp_path}"])
+    assert first["folder"] != second["folder"]
+    assert "| s4d |" in (Path(first["folder"]) / "compare.md").read_text()
+    assert "| gru |" in (Path(second["folder"]) / "compare.md").read_text()

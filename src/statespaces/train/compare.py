@@ -63,7 +63,7 @@ def compare(
         seeds: values of the ``seed`` key, each run once per (dataset, layer) (None: the experiment's seed).
     """
     from .config import load_config  # noqa: PLC0415
-    from .run import train  # noqa: PLC0415
+    from .run import _claim, train  # noqa: PLC0415
 
     if not layers:
         raise ValueError("compare needs at least one layer, e.g. layers=s4d,gru")
@@ -86,6 +86,8 @@ def compare(
                 _check_layer_options(cfg)
                 configs.append((data, layer, cfg))
     root = Path(out) if out is not None else Path(str(configs[0][2].run.root)) / f"compare-{experiment}-{stamp}"
+    if out is None:  # claimed now: two compares started in the same second must not write one folder's table
+        root = _claim(root)
     rows = []
     for data, layer, cfg in configs:
         start = time.time()
