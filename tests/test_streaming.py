@@ -89,6 +89,20 @@ def test_in_place_step_matches_convolution_mode_and_updates_the_given_states(lay
         torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-10)
 
 
+@pytest.mark.parametrize("layers", [["s4d", "s4d"], [{"name": "s4d", "is_real": True, "d_state": 4}], ["s4"]], ids=["complex", "diagonal", "dense"])
+def test_batch_one_takes_its_own_output_path_and_matches(layers):
+    """At batch 1 the eager complex form reads the output with one bmm per feature instead of a product and a sum."""
+    model = _model(layers)
+    x = _inputs(model, B=1)
+    with torch.no_grad():
+        y_ref, _ = model(x)
+        stream = StreamingModel(model)
+        y, _ = _stream(stream, x, stream.initial_state(1))
+        y_in_place, _ = _stream_inplace(stream, x, stream.initial_state(1))
+    torch.testing.assert_close(y, y_ref, rtol=1e-9, atol=1e-10)
+    torch.testing.assert_close(y_in_place, y_ref, rtol=1e-9, atol=1e-10)
+
+
 def test_in_place_step_refuses_a_strided_state():
     stream = StreamingModel(_model(["s4d"]))
     s = stream.initial_state(2)[0]

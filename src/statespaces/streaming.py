@@ -153,12 +153,15 @@ class FusedSSMStep(nn.Module):
             return torch.addcmul((s * self.ca1).sum(-1), self.e1, u)
         return torch.einsum("bhn,chn->bch", s, self.ca) + self.e * u[:, None]
 
+    def _dense(self, u: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = torch.cat([s, u[..., None]], -1).transpose(0, 1)  # (H, B, n+1): one matrix product per feature
+        out = torch.bmm(z, self.M).transpose(0, 1)  # (B, H, n+C)
+        y = out[..., self.n :]
+        return (y[..., 0] if self.single else y.transpose(1, 2)), out[..., : self.n]
+
     def forward(self, u: torch.Tensor, s: torch.Tensor):
         if self.form == "dense":
-            z = torch.cat([s, u[..., None]], -1).transpose(0, 1)  # (H, B, n+1): one matrix product per feature
-            out = torch.bmm(z, self.M).transpose(0, 1)  # (B, H, n+C)
-            s, y = out[..., : self.n], out[..., self.n :]
-            y = y[..., 0] if self.single else y.transpose(1, 2)
+            y, s = self._dense(u, s)
         elif self.form == "diagonal":
             y = self._output(s, u)
             s = torch.addcmul(self.a * s, self.b, u[..., None])
@@ -180,11 +183,8 @@ class FusedSSMStep(nn.Module):
         if not s.is_contiguous():
             raise ValueError(f"step_ updates the state in place and needs it contiguous, got strides {s.stride()} for shape {tuple(s.shape)}")
         if self.form == "dense":
-            z = torch.cat([s, u[..., None]], -1).transpose(0, 1)
-            out = torch.bmm(z, self.M).transpose(0, 1)
-            s.copy_(out[..., : self.n])
-            y = out[..., self.n :]
-            y = y[..., 0] if self.single else y.transpose(1, 2)
+            y, s_next = self._dense(u, s)
+            s.copy_(s_next)
             return self._finish(y)
         y = self._output(s, u)  # reads the state before the update
         if self.form == "diagonal":
@@ -265,6 +265,28 @@ class _BlockStep(nn.Module):
             return self.fused.from_real(flat[0])
         return pytree.tree_unflatten(list(flat), self.spec)
 
+    def _around_fused(self, z: torch.Tensor, ssm) -> torch.Tensor:
+        """The S4Block around the fused SSM step ``ssm: z -> y`` (functional or in place)."""
+        if self.outer is None:
+            return ssm(z)
+        if self.out_linear is not None:
+            return F.glu(F.linear(ssm(z), self.out_linear.weight, self.out_linear.bias), -1)
+        z, v = self.outer._pre(z)
+        return self.outer._post(ssm(z), v)
+
+    def _layer(self, z: torch.Tensor, flat: list[torch.Tensor]):
+        if self.fused is None:
+            y, state = self.native._step(z, pytree.tree_unflatten(list(flat), self.spec))
+            return y, pytree.tree_flatten(state)[0]
+        next_state = []
+
+        def ssm(z):
+            y, s = self.fused(z, flat[0])
+            next_state.append(s)
+            return y
+
+        return self._around_fused(z, ssm), next_state
+
     def _layer_(self, z: torch.Tensor, flat) -> torch.Tensor:
         """:meth:`_layer` with the states updated in place."""
         if self.fused is None:
@@ -272,18 +294,10 @@ class _BlockStep(nn.Module):
             for old, new in zip(flat, pytree.tree_flatten(state)[0]):
                 old.copy_(new)
             return y
-        if self.outer is None:
-            return self.fused.step_(z, flat[0])
-        if self.out_linear is not None:
-            y = self.fused.step_(z, flat[0])
-            return F.glu(F.linear(y, self.out_linear.weight, self.out_linear.bias), -1)
-        z, v = self.outer._pre(z)
-        return self.outer._post(self.fused.step_(z, flat[0]), v)
+        return self._around_fused(z, lambda z: self.fused.step_(z, flat[0]))
 
-    def step_(self, x: torch.Tensor, flat) -> torch.Tensor:
-        z = self.norm(x) if self.prenorm else x
-        z = self._layer_(z, flat)
-        x = x + z
+    def _residual(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        x = x + z  # dropout is the identity in eval mode, where streaming runs
         x = x if self.prenorm else self.norm(x)
         if self.ffn is not None:
             z = self.ffn_norm(x) if self.prenorm else x
@@ -291,30 +305,12 @@ class _BlockStep(nn.Module):
             x = x if self.prenorm else self.ffn_norm(x)
         return x
 
-    def _layer(self, z: torch.Tensor, flat: list[torch.Tensor]):
-        if self.fused is None:
-            y, state = self.native._step(z, pytree.tree_unflatten(list(flat), self.spec))
-            return y, pytree.tree_flatten(state)[0]
-        if self.outer is None:
-            y, s = self.fused(z, flat[0])
-            return y, [s]
-        if self.out_linear is not None:
-            y, s = self.fused(z, flat[0])
-            return F.glu(F.linear(y, self.out_linear.weight, self.out_linear.bias), -1), [s]
-        z, v = self.outer._pre(z)
-        y, s = self.fused(z, flat[0])
-        return self.outer._post(y, v), [s]
-
     def forward(self, x: torch.Tensor, flat: list[torch.Tensor]):
-        z = self.norm(x) if self.prenorm else x
-        z, flat = self._layer(z, flat)
-        x = x + z  # dropout is the identity in eval mode, where streaming runs
-        x = x if self.prenorm else self.norm(x)
-        if self.ffn is not None:
-            z = self.ffn_norm(x) if self.prenorm else x
-            x = x + self.ffn(z)
-            x = x if self.prenorm else self.ffn_norm(x)
-        return x, flat
+        z, flat = self._layer(self.norm(x) if self.prenorm else x, flat)
+        return self._residual(x, z), flat
+
+    def step_(self, x: torch.Tensor, flat) -> torch.Tensor:
+        return self._residual(x, self._layer_(self.norm(x) if self.prenorm else x, flat))
 
 
 class StreamingModel(nn.Module):

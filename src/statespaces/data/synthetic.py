@@ -25,6 +25,7 @@ embedding.  Items are built by whole-batch tensor operations.  ListOps lives in 
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 import torch
@@ -98,8 +99,7 @@ def _build_recall(sample: Sampler, sizes: tuple[int, int, int], seed: int, spec:
             y = torch.full_like(x, IGNORE_INDEX)
             y[:, -1] = answer
         splits.append(TensorSequenceDataset(x=x, y=y))
-    spec = DataSpec(**{**spec.__dict__, "target": "class_per_step"})
-    return Splits(*splits, spec)
+    return Splits(*splits, dataclasses.replace(spec, target="class_per_step"))
 
 
 def _check_supervision(supervision) -> None:

@@ -157,6 +157,7 @@ class Hyena(SequenceLayer):
             p._optim = dict(settings)
         self.filter_fn.z._optim = {"lr": lr_pos_emb, "weight_decay": 0.0}
         self.dropout = nn.Dropout(dropout)
+        self._modes, self.distill_error = None, None  # the distilled step's (poles, residues, h[0]) and fit errors
 
     def _filters(self, L: int) -> torch.Tensor:
         """(order - 1, H, L) long filters, l_max taps then zeros."""
@@ -170,7 +171,7 @@ class Hyena(SequenceLayer):
         return self.short_filter(ext).split(self.d_model, dim=1), ext
 
     def _forward(self, u: torch.Tensor, state, rate: float, lengths):
-        if state is not None and getattr(self, "_modes", None) is not None:
+        if state is not None and self._modes is not None:
             raise ValueError(
                 "this Hyena is set up for the distilled (approximate) step, whose state is modal: forward(state=...) "
                 "needs the exact set-up, setup_step() without distill"
@@ -231,7 +232,7 @@ class Hyena(SequenceLayer):
         *x, v = streams
         bias = self.bias.view(self.order - 1, H)
         longs = []
-        modes = getattr(self, "_modes", None)
+        modes = self._modes
         for o, x_i in enumerate(reversed(x[1:])):
             w = v * x_i
             if modes is not None:  # s holds sum_(k >= 1) lam^(k-1) w_(t-k): O(n) per step
@@ -248,7 +249,7 @@ class Hyena(SequenceLayer):
     def default_state(self, *batch_shape: int, device=None, dtype: torch.dtype | None = None) -> HyenaState:
         dtype, device = dtype or self.param_dtype, device or self.bias.device
         short = torch.zeros(*batch_shape, (self.order + 1) * self.d_model, self.K - 1, dtype=dtype, device=device)
-        modes = getattr(self, "_modes", None)
+        modes = self._modes
         if modes is not None:  # distilled: one complex number per mode instead of the input history
             cdtype = torch.complex128 if dtype == torch.float64 else torch.complex64
             return HyenaState(short, torch.zeros(*batch_shape, self.order - 1, self.d_model, modes[0].shape[-1], dtype=cdtype, device=device))
