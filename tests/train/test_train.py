@@ -179,3 +179,29 @@ def test_run_compile_compiles_the_model_in_place(tiny_overrides, monkeypatch):
     assert calls == []
     train(load_config(tiny_overrides + ["trainer.max_epochs=1", "run.test=false", "run.compile=true", "run.name=c"]))
     assert calls == ["SequenceModel"]
+
+
+class _EpochAsMetric(__import__("lightning").pytorch.callbacks.Callback):
+    """Logs the epoch as a validation metric: monitored in mode min, the first epoch is the best."""
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        pl_module.log("val/epoch", float(trainer.current_epoch))
+
+
+def test_run_checkpoint_last_tests_and_exports_the_final_weights(tiny_overrides):
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    common = tiny_overrides + ["trainer.max_epochs=3", "trainer.monitor=val/epoch"]
+    res = train(load_config(common + ["run.checkpoint=last"]), callbacks=(_EpochAsMetric(),))
+    run = Path(res["run_dir"])
+    assert res["checkpoint"] == str(run / "checkpoints" / "last.ckpt")
+    best, last = (torch.load(run / "checkpoints" / f"{n}.ckpt", map_location="cpu", weights_only=True) for n in ("best", "last"))
+    assert best["epoch"] != last["epoch"], "the setting must make best and last differ for this test to mean anything"
+    exported = load_file(run / "model" / "model.safetensors")
+    for k, v in exported.items():
+        torch.testing.assert_close(v, last["state_dict"]["model." + k], msg=k)
+    assert res["test/loss"] == pytest.approx(evaluate(run / "checkpoints" / "last.ckpt")["test/loss"], rel=1e-5)
+    with pytest.raises(ConfigError, match="run.checkpoint must be 'best'.*got 'final'"):
+        load_config(["run.checkpoint=final"])

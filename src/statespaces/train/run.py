@@ -282,13 +282,18 @@ def train(cfg: DictConfig, callbacks: tuple = ()) -> dict:
     results["best_checkpoint"] = best
     if ckpt_cb.best_model_score is not None:
         results[f"best_{task.monitor}"] = float(ckpt_cb.best_model_score)
-    if cfg.run.test:  # the best checkpoint (fast_dev_run keeps none: the weights in memory)
-        ckpt = None if cfg.trainer.fast_dev_run else best
+    chosen = best
+    if cfg.run.checkpoint == "last" and best:
+        # the final weights: where validation is a few noisy windows, its minimum picks noise (forecast-co2)
+        chosen = str(Path(best).with_name("last.ckpt"))
+    results["checkpoint"] = chosen
+    if cfg.run.test:  # fast_dev_run keeps no checkpoint: the weights in memory
+        ckpt = None if cfg.trainer.fast_dev_run else chosen
         test = trainer.test(task, datamodule=dm, ckpt_path=ckpt, verbose=False, weights_only=True)
         results.update({k: float(v) for k, v in (test[0] if test else {}).items()})
     if trainer.is_global_zero:
-        if cfg.run.export and best:
-            best_task = load_task(best)
+        if cfg.run.export and chosen:
+            best_task = load_task(chosen)
             best_task.model.save_pretrained(run_dir / "model", extra={"spec": _spec_dict(splits.spec), "experiment": cfg.experiment})
             results["model_dir"] = str(run_dir / "model")
         if cfg.run.plot:
