@@ -85,13 +85,17 @@ def test_in_place_step_matches_convolution_mode_and_updates_the_given_states(lay
         y, states = _stream_inplace(stream, x, states)
     torch.testing.assert_close(y[:, -1], y_ref, rtol=1e-9, atol=1e-10)
     assert [id(t) for t in states] == ids, "step_ must update the caller's tensors, not replace them"
+    assert not any(t.is_inference() for t in states), "the states stay ordinary tensors (usable outside inference mode)"
     for got, want in zip(states, stream.from_model_state(state_ref)):
         torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-10)
+    with torch.no_grad():  # the functional step takes over from the in-place one
+        y_next = stream(x[:, 0], *states)[0]
+        torch.testing.assert_close(y_next, model.step(x[:, 0], state_ref)[0], rtol=1e-9, atol=1e-10)
 
 
 @pytest.mark.parametrize("layers", [["s4d", "s4d"], [{"name": "s4d", "is_real": True, "d_state": 4}], ["s4"]], ids=["complex", "diagonal", "dense"])
-def test_batch_one_takes_its_own_output_path_and_matches(layers):
-    """At batch 1 the eager complex form reads the output with one bmm per feature instead of a product and a sum."""
+def test_batch_one_matches_the_convolution_mode(layers):
+    """Batch 1, the generation case, for the complex, diagonal and dense forms."""
     model = _model(layers)
     x = _inputs(model, B=1)
     with torch.no_grad():

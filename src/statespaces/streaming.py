@@ -87,6 +87,10 @@ class FusedSSMStep(nn.Module):
             y, s_next = kernel.step(probe_u, self._from_real(probe_state))  # (n+1, C, H), (n+1, H, ...)
             y = (y + conv.D * probe_u[:, None, :]).to(conv.D.dtype)
             s_next = _real_view(s_next).to(y.dtype)
+            exact_gelu = type(conv.activation) is nn.GELU and conv.activation.approximate == "none"
+            self.erf_gelu = exact_gelu and not real
+            if self.erf_gelu:  # the maps give y / sqrt(2), the argument of erf, directly (one pass less per step)
+                y = y * 0.5**0.5
         A = s_next[:n].permute(1, 2, 0)  # (H, n_out, n_in)
         b = s_next[n]  # (H, n)
         self.register_buffer("ca", rearrange(y[:n], "i c h -> c h i").contiguous(), persistent=False)  # (C, H, n)
@@ -94,7 +98,6 @@ class FusedSSMStep(nn.Module):
         self.single = self.ca.shape[0] == 1
         self.register_buffer("ca1", self.ca[0].contiguous(), persistent=False)  # (H, n): the one-channel case
         self.register_buffer("e1", self.e[0].contiguous(), persistent=False)
-        self.register_buffer("ca1_col", self.ca1[..., None].contiguous(), persistent=False)  # (H, n, 1)
         self.form = self._structure(A)
         if self.form == "dense":
             M = torch.cat([torch.cat([A, b[..., None]], -1), torch.cat([self.ca, self.e[..., None]], -1).transpose(0, 1)], 1)
@@ -111,8 +114,11 @@ class FusedSSMStep(nn.Module):
             self.register_buffer("a1", torch.stack([ar, ar], -1), persistent=False)  # (H, N2, 2)
             self.register_buffer("a2", torch.stack([-ai, ai], -1), persistent=False)
             self.register_buffer("b", b.unflatten(-1, (-1, 2)).contiguous(), persistent=False)
-        self.activation = F.gelu if type(conv.activation) is nn.GELU and conv.activation.approximate == "none" else conv.activation
+        self.activation = F.gelu if exact_gelu else conv.activation
         self.register_buffer("sqrt_half", torch.tensor(0.5**0.5, dtype=self.e.dtype, device=self.e.device), persistent=False)
+        # what `scaled=True` outputs are multiplied by: a caller that folds 1 / gain into its next linear map
+        # saves the last pass of the erf GELU
+        self.output_gain = 2**0.5 if self.erf_gelu else 1.0
         self.swap_channels = conv.swap_channels
 
     @staticmethod
@@ -147,10 +153,10 @@ class FusedSSMStep(nn.Module):
         """(B, H) for one channel, else (B, C, H).  At batch 1 the step costs what it dispatches (a few
         microseconds per operation, the arithmetic is negligible), hence the fused ``addcmul``s."""
         if self.single:
-            if s.shape[0] == 1 and not self.real:  # eager batch 1: one matrix product per feature, not a product and a sum
-                # (export and compile trace the general form: no branch on a dynamic batch size in their graphs)
-                return torch.addcmul(torch.bmm(s.view(s.shape[1], 1, -1), self.ca1_col).view(1, -1), self.e1, u)
-            return torch.addcmul((s * self.ca1).sum(-1), self.e1, u)
+            # eager: one dot-product op (at batch 1 it measured 1 us under a batched matrix product, 3 us in all);
+            # export and compile keep the product and sum that ONNX and inductor know
+            dot = (s * self.ca1).sum(-1) if self.real else torch.linalg.vecdot(s, self.ca1)
+            return torch.addcmul(dot, self.e1, u)
         return torch.einsum("bhn,chn->bch", s, self.ca) + self.e * u[:, None]
 
     def _dense(self, u: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -159,7 +165,8 @@ class FusedSSMStep(nn.Module):
         y = out[..., self.n :]
         return (y[..., 0] if self.single else y.transpose(1, 2)), out[..., : self.n]
 
-    def forward(self, u: torch.Tensor, s: torch.Tensor):
+    def forward(self, u: torch.Tensor, s: torch.Tensor, scaled: bool = False):
+        """``(y, s')``; with ``scaled=True`` y comes multiplied by :attr:`output_gain`."""
         if self.form == "dense":
             y, s = self._dense(u, s)
         elif self.form == "diagonal":
@@ -174,18 +181,19 @@ class FusedSSMStep(nn.Module):
             else:
                 z = torch.view_as_complex(s.unflatten(-1, (-1, 2)))
                 s = torch.view_as_real(torch.addcmul(self.b_c * u[..., None], self.a_c, z)).flatten(-2)
-        return self._finish(y), s
+        return self._finish(y, scaled), s
 
-    def step_(self, u: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    @torch.inference_mode()
+    def step_(self, u: torch.Tensor, s: torch.Tensor, scaled: bool = False) -> torch.Tensor:
         """:meth:`forward` with the state updated in place: ``s`` (B, H, n), contiguous, becomes the next state;
-        returns ``y``.  Nothing the size of the state is allocated: at batch 64 the functional step spends most
+        returns ``y`` (times :attr:`output_gain` if ``scaled``).  Nothing the size of the state is allocated: at batch 64 the functional step spends most
         of its time allocating its results (this form measured 2.9x faster there, 1.6x at batch 1)."""
         if not s.is_contiguous():
             raise ValueError(f"step_ updates the state in place and needs it contiguous, got strides {s.stride()} for shape {tuple(s.shape)}")
         if self.form == "dense":
             y, s_next = self._dense(u, s)
             s.copy_(s_next)
-            return self._finish(y)
+            return self._finish(y, scaled)
         y = self._output(s, u)  # reads the state before the update
         if self.form == "diagonal":
             s.mul_(self.a).addcmul_(self.b, u[..., None])
@@ -193,13 +201,15 @@ class FusedSSMStep(nn.Module):
             pairs = s.view(*s.shape[:-1], -1, 2)
             torch.view_as_complex(pairs).mul_(self.a_c)
             pairs.addcmul_(self.b, u[..., None, None])  # real: a complex b_c would first convert u to complex
-        return self._finish(y)
+        return self._finish(y, scaled)
 
-    def _finish(self, y: torch.Tensor) -> torch.Tensor:
-        if self.activation is F.gelu and not self.real:
-            # exact GELU from erf: F.gelu's CPU kernel costs ~6 us on a (1, 128) tensor, these four ops ~4 us
-            z = y * self.sqrt_half
-            y = torch.addcmul(z, z, torch.erf(z)).mul_(self.sqrt_half)
+    def _finish(self, y: torch.Tensor, scaled: bool = False) -> torch.Tensor:
+        if self.erf_gelu:
+            # exact GELU from erf: F.gelu's CPU kernel costs ~6 us on a (1, 128) tensor, these two ops ~4 us.
+            # y is already z = y / sqrt(2) (prescaled maps), and gelu = (z + z erf(z)) / sqrt(2)
+            y = torch.addcmul(y, y, torch.erf(y))
+            if not scaled:
+                y = y.mul_(self.sqrt_half)
         elif self.activation is F.gelu:
             y = F.gelu(y)
         else:
@@ -226,6 +236,8 @@ class _BlockStep(nn.Module):
             self.fused, self.native = FusedSSMStep(conv, real=real), None
             self.spec = None
             self.shapes = [(conv.d_model, self.fused.n)]
+            if self.out_linear is not None:  # takes the fused step's scaled output: the gain folded into its weight
+                self.register_buffer("out_weight", self.out_linear.weight.detach() / self.fused.output_gain, persistent=False)
         else:
             leaves, self.spec = pytree.tree_flatten(template)
             bad = [t for t in leaves if not isinstance(t, torch.Tensor) or t.is_complex()]
@@ -266,13 +278,13 @@ class _BlockStep(nn.Module):
         return pytree.tree_unflatten(list(flat), self.spec)
 
     def _around_fused(self, z: torch.Tensor, ssm) -> torch.Tensor:
-        """The S4Block around the fused SSM step ``ssm: z -> y`` (functional or in place)."""
+        """The S4Block around the fused SSM step ``ssm: (z, scaled) -> y`` (functional or in place)."""
         if self.outer is None:
-            return ssm(z)
+            return ssm(z, False)
         if self.out_linear is not None:
-            return F.glu(F.linear(ssm(z), self.out_linear.weight, self.out_linear.bias), -1)
+            return F.glu(F.linear(ssm(z, True), self.out_weight, self.out_linear.bias), -1)
         z, v = self.outer._pre(z)
-        return self.outer._post(ssm(z), v)
+        return self.outer._post(ssm(z, False), v)
 
     def _layer(self, z: torch.Tensor, flat: list[torch.Tensor]):
         if self.fused is None:
@@ -280,8 +292,8 @@ class _BlockStep(nn.Module):
             return y, pytree.tree_flatten(state)[0]
         next_state = []
 
-        def ssm(z):
-            y, s = self.fused(z, flat[0])
+        def ssm(z, scaled):
+            y, s = self.fused(z, flat[0], scaled)
             next_state.append(s)
             return y
 
@@ -294,7 +306,7 @@ class _BlockStep(nn.Module):
             for old, new in zip(flat, pytree.tree_flatten(state)[0]):
                 old.copy_(new)
             return y
-        return self._around_fused(z, lambda z: self.fused.step_(z, flat[0]))
+        return self._around_fused(z, lambda z, scaled: self.fused.step_(z, flat[0], scaled))
 
     def _residual(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         x = x + z  # dropout is the identity in eval mode, where streaming runs
@@ -378,10 +390,15 @@ class StreamingModel(nn.Module):
             return self._compiled(x_t, *states)
         return self._step(x_t, *states)
 
+    @torch.inference_mode()
     def step_(self, x_t: torch.Tensor, states) -> torch.Tensor:
         """One step with the states updated in place (``states`` from :meth:`initial_state`, each contiguous);
         returns ``y_t``.  The same computation as :meth:`forward` without allocating new states, which is most
-        of a step's cost at batch 64; not for export or ``torch.compile`` (use :meth:`forward` there)."""
+        of a step's cost at batch 64; not for export or ``torch.compile`` (use :meth:`forward` there).
+
+        It runs in ``torch.inference_mode`` (its intermediate results skip autograd's bookkeeping, about 1 us
+        of each operation at batch 1), so ``y_t`` is an inference tensor: clone it to use it in autograd or
+        to modify it in place outside inference mode.  The states stay ordinary tensors."""
         h = self.encoder(x_t)
         i = 0
         for b in self.blocks:
