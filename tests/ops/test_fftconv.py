@@ -5,10 +5,6 @@ from statespaces.ops.fftconv import (
     fast_fft_len,
     fft_conv,
     fft_conv_ref,
-    series_inverse,
-    series_inverse_ref,
-    series_mul,
-    series_mul_ref,
 )
 
 
@@ -40,34 +36,6 @@ def test_fft_conv_bidirectional_counts_present_once():
     y = fft_conv(u, k, bidirectional=True)[0, 0, 0]
     # causal part: y_t = k0_(t-2) for t >= 2; anti-causal: y_t = k1_(2-t-1) for t < 2
     torch.testing.assert_close(y, torch.tensor([20.0, 10.0, 1.0, 2.0, 3.0], dtype=torch.float64))
-
-
-@pytest.mark.parametrize("dtype", [torch.float64, torch.complex128])
-def test_series_mul_matches_direct_sum(dtype):
-    a = torch.randn(2, 3, 4, 9, dtype=dtype)
-    b = torch.randn(2, 4, 1, 9, dtype=dtype)
-    torch.testing.assert_close(series_mul(a, b), series_mul_ref(a, b))
-    torch.testing.assert_close(series_mul(a, b, 5), series_mul_ref(a, b, 5))
-
-
-@pytest.mark.parametrize("R", [1, 2, 3])
-@pytest.mark.parametrize("L", [1, 2, 5, 16, 37])
-def test_series_inverse_matches_forward_substitution(R, L):
-    # a stable series (its inverse decays), as for the feedback loop of a stable DPLR system; for growing
-    # inverses FFT products lose accuracy relative to the largest coefficient
-    a = torch.randn(2, R, R, L, dtype=torch.float64) * 0.3 * 0.6 ** torch.arange(L)
-    a[..., 0] += torch.eye(R, dtype=torch.float64)
-    X = series_inverse(a)
-    torch.testing.assert_close(X, series_inverse_ref(a))
-    eye = torch.zeros_like(a)
-    eye[..., 0] = torch.eye(R, dtype=torch.float64)
-    torch.testing.assert_close(series_mul(a, X), eye, atol=1e-10, rtol=0)
-
-
-def test_series_inverse_gradients():
-    a = torch.randn(1, 2, 2, 6, dtype=torch.float64) * 0.3
-    a[..., 0] += torch.eye(2, dtype=torch.float64)
-    assert torch.autograd.gradcheck(series_inverse, (a.requires_grad_(),))
 
 
 @pytest.mark.parametrize("bidirectional", [False, True])

@@ -29,9 +29,9 @@ from __future__ import annotations
 
 import torch
 
-from ..ops.fftconv import series_inverse, series_mul
 from ..ops.hippo import ssm_init
 from ..ops.sequence import right_align
+from ..ops.series import series_inverse, series_mul
 from ..ops.vandermonde import vandermonde, vandermonde_transpose
 from ..registry import unknown
 from .base import SSMKernel, c2r, r2c

@@ -1,8 +1,6 @@
-"""Long convolutions through the FFT, and truncated power-series arithmetic built on them.
+"""Long convolutions through the FFT (truncated power-series arithmetic is in :mod:`.series`).
 
 ``fft_conv``          causal (or bidirectional) convolution of (…, H, L) inputs with (C, H, L_k) kernels
-``series_mul``        product of (matrix-valued) power series truncated to L terms
-``series_inverse``    inverse of a (matrix-valued) power series truncated to L terms (Newton iteration)
 
 Each has a ``_ref`` twin that sums directly.
 """
@@ -17,10 +15,6 @@ __all__ = [
     "fast_fft_len",
     "fft_conv",
     "fft_conv_ref",
-    "series_mul",
-    "series_mul_ref",
-    "series_inverse",
-    "series_inverse_ref",
 ]
 
 
@@ -114,76 +108,3 @@ def fft_conv_ref(u: torch.Tensor, k: torch.Tensor, bidirectional: bool = False) 
         anti = (alag >= 0) & (alag < Lk)
         M = M + torch.where(anti, k[1][..., alag.clamp(0, Lk - 1)], torch.zeros((), dtype=k.dtype))
     return torch.einsum("chtj,...hj->...cht", M, u)
-
-
-def _fft(x: torch.Tensor, n: int) -> torch.Tensor:
-    return torch.fft.fft(x, n=n) if x.is_complex() else torch.fft.rfft(x, n=n)
-
-
-def _ifft(x: torch.Tensor, n: int, complex_out: bool) -> torch.Tensor:
-    return torch.fft.ifft(x, n=n) if complex_out else torch.fft.irfft(x, n=n)
-
-
-def series_mul(a: torch.Tensor, b: torch.Tensor, L: int | None = None) -> torch.Tensor:
-    """Product of matrix power series truncated to ``L`` terms.
-
-    Args:
-        a: (*batch, I, K, La) coefficients of ``sum_l a_l z^l`` (real or complex).
-        b: (*batch, K, J, Lb).
-        L: number of output terms (default ``min(La, Lb)``).
-    Returns:
-        (*batch, I, J, L): ``c_l = sum_{m<=l} a_m b_(l-m)``.
-    """
-    L = min(a.shape[-1], b.shape[-1]) if L is None else L
-    a, b = a[..., :L], b[..., :L]
-    n = fast_fft_len(a.shape[-1] + b.shape[-1] - 1)
-    out_complex = a.is_complex() or b.is_complex()
-    if out_complex:
-        a, b = a.to(torch.promote_types(a.dtype, b.dtype)), b.to(torch.promote_types(a.dtype, b.dtype))
-    c = torch.einsum("...ikf,...kjf->...ijf", _fft(a, n), _fft(b, n))
-    return _ifft(c, n, out_complex)[..., :L]
-
-
-def series_mul_ref(a: torch.Tensor, b: torch.Tensor, L: int | None = None) -> torch.Tensor:
-    """Direct-sum twin of :func:`series_mul`."""
-    L = min(a.shape[-1], b.shape[-1]) if L is None else L
-    out = []
-    for l in range(L):
-        terms = [a[..., m] @ b[..., l - m] for m in range(l + 1) if m < a.shape[-1] and l - m < b.shape[-1]]
-        out.append(sum(terms))
-    return torch.stack(out, dim=-1)
-
-
-def series_inverse(a: torch.Tensor) -> torch.Tensor:
-    """Inverse of a matrix power series ``a(z)`` modulo ``z^L`` (``a_0`` must be invertible).
-
-    Newton's iteration ``X <- X (2I - a X)`` doubles the number of correct terms per step,
-    so the cost is that of a few FFT products of length 2L: O(R^3 L log L).
-
-    Args:
-        a: (*batch, R, R, L).
-    Returns:
-        (*batch, R, R, L) with ``series_mul(a, X) = I`` (to rounding).
-    """
-    L = a.shape[-1]
-    R = a.shape[-2]
-    eye = torch.eye(R, dtype=a.dtype, device=a.device)
-    X = torch.linalg.inv(a[..., 0])[..., None]
-    m = 1
-    while m < L:
-        m = min(2 * m, L)
-        E = -series_mul(a, X, m)
-        E = torch.cat([E[..., :1] + 2 * eye[..., None], E[..., 1:]], dim=-1)
-        X = series_mul(X, E, m)
-    return X
-
-
-def series_inverse_ref(a: torch.Tensor) -> torch.Tensor:
-    """Forward-substitution twin of :func:`series_inverse`: ``X_l = -a_0^-1 sum_{m>=1} a_m X_(l-m)``."""
-    L = a.shape[-1]
-    a0_inv = torch.linalg.inv(a[..., 0])
-    X = [a0_inv]
-    for l in range(1, L):
-        acc = sum(a[..., m] @ X[l - m] for m in range(1, l + 1))
-        X.append(-a0_inv @ acc)
-    return torch.stack(X, dim=-1)
