@@ -87,9 +87,10 @@ def vandermonde(coef: torch.Tensor, log_z: torch.Tensor, L: int, out_dtype: torc
     T, A = _split(L)
     ar = torch.arange(max(A, T), device=coef.device)
     small = _powers(log_z, ar[:T]).to(out_dtype)  # (H N T)
-    big = _powers(log_z, ar[:A] * T)  # (H N A)
-    rows = coef.reshape(-1, H, N).transpose(0, 1)  # (H R N)
-    left = (rows[:, :, None, :] * big.transpose(1, 2)[:, None]).reshape(H, -1, N).to(out_dtype)  # (H (R A) N)
+    big = _powers(log_z, ar[:A] * T).to(out_dtype)  # (H N A)
+    rows = coef.reshape(-1, H, N).transpose(0, 1).to(out_dtype)  # (H R N)
+    # the (H, R, A, N) product in the output precision: its rounding is that of the matrix product after it
+    left = (rows[:, :, None, :] * big.transpose(1, 2)[:, None]).reshape(H, -1, N)  # (H (R A) N)
     out = torch.bmm(left, small)  # (H (R A) T)
     out = out.reshape(H, -1, A * T)[..., :L].transpose(0, 1)  # (R H L)
     return out.reshape(*batch, H, L)
