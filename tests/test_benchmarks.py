@@ -30,9 +30,9 @@ def test_scan_layers_benchmark_smoke_prints_every_layer():
 def test_bench_command_smoke_reports_floors_layers_steps_and_files(tmp_path, capsys):
     from statespaces.cli import main
 
-    assert main(["bench", "smoke=true", "layers=s4d,mamba,gru,hyena", f"out={tmp_path}"]) == 0
+    assert main(["bench", "smoke=true", "layers=s4d,mamba,gru,hyena,fftconv-s4", f"out={tmp_path}"]) == 0
     text = capsys.readouterr().out
-    rows = ("| FFT floor | 64 |", "| s4d | 64 |", "| mamba | 64 |", "| s4d | 1 |", "| StreamingModel |", "| StreamingModel.step_", "| hyena (distill=16) | 1 |")
+    rows = ("| FFT floor | 64 |", "| s4d | 64 |", "| fftconv-s4 | 64 |", "| mamba | 64 |", "| s4d | 1 |", "| StreamingModel |", "| StreamingModel.step_", "| hyena (distill=16) | 1 |")
     for row in rows:
         assert row in text, row
     result = json.loads((tmp_path / "bench.json").read_text())

@@ -7,7 +7,8 @@
     statespaces bench smoke=true                        # tiny sizes, seconds
 
 Convolution mode (train mode, float32, input (B, L, H)): forward under ``no_grad`` and forward+backward
-(``layer(x)[0].sum().backward()``) for each layer and length, each in a fresh process so that its peak resident
+(``layer(x)[0].sum().backward()``) for each layer and length (``fftconv-s4d`` and ``fftconv-s4``: the bare
+``FFTConv`` without the block around it), each in a fresh process so that its peak resident
 memory (above the process's footprint after importing torch) is its own.  The floors, measured the same way:
 
 * ``fft``: the least FFT work of a causal convolution of the same (B, H, L) with an (H, L) kernel, written out
@@ -41,6 +42,9 @@ from pathlib import Path
 import torch
 
 SCAN_LAYERS = ("s5", "mamba", "mamba2")
+# the bare convolution (kernel generation + FFT convolution + skip, no block around it): what the <= 1.5x floor
+# target of issue 11 is stated for; the registered layers add the block's output linear, GLU and norm
+BARE_CONVS = {"fftconv-s4d": "diag", "fftconv-s4": "nplr"}
 NO_CONV_FLOOR = ("gru", "lstm", "mha")  # neither an FFT convolution nor a scan over a state
 
 
@@ -118,7 +122,10 @@ def state_size(layer) -> int:
 # ---- one configuration, in its own process --------------------------------------------------------
 def build_layer(name: str, H: int, N: int, L: int):
     from .layers import LAYERS, make_layer
+    from .layers.fftconv import FFTConv
 
+    if name in BARE_CONVS:
+        return FFTConv(H, d_state=N, mode=BARE_CONVS[name])
     options = {}
     defaults = LAYERS.lookup(name)[0]
     if "l_max" in defaults.example:
@@ -403,10 +410,10 @@ def bench(opts: dict) -> dict:
     from .layers import LAYERS
 
     smoke = opts["smoke"] in ("true", "1", "yes")
-    layers = opts["layers"].split(",") if opts["layers"] else list(LAYERS)
-    unknown = [name for name in layers if name not in LAYERS]
+    layers = opts["layers"].split(",") if opts["layers"] else list(LAYERS) + list(BARE_CONVS)
+    unknown = [name for name in layers if name not in LAYERS and name not in BARE_CONVS]
     if unknown:
-        raise ValueError(f"layers: unknown {unknown}; known: {list(LAYERS)}")
+        raise ValueError(f"layers: unknown {unknown}; known: {list(LAYERS) + list(BARE_CONVS)}")
     B, H, N, threads, reps, steps = (int(opts[k]) for k in ("batch", "d_model", "d_state", "threads", "reps", "steps"))
     lengths = [int(v) for v in opts["lengths"].split(",")]
     batches = [1, 64]
