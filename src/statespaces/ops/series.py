@@ -109,16 +109,22 @@ def series_mul_ref(a: torch.Tensor, b: torch.Tensor, L: int | None = None) -> to
 
 
 def _newton_inverse(a: torch.Tensor) -> torch.Tensor:
+    """Newton's ``X <- X (2I - a X)`` written as ``X <- X - X (a X - I)``: with ``h`` terms of ``X`` known,
+    ``a X - I`` vanishes below ``z^h``, so only its terms ``h .. m-1`` are computed (a circular product of length
+    ``m``: the wrapped-around part lands below ``h``), and the correction fills terms ``h .. m-1`` of ``X``.
+    Per doubling: three FFTs and two inverse FFTs of length ~m, the FFT of ``X`` shared by both products."""
     L = a.shape[-1]
-    R = a.shape[-2]
-    eye = torch.eye(R, dtype=a.dtype, device=a.device)
+    complex_out = a.is_complex()
     X = torch.linalg.inv(a[..., 0])[..., None]
-    m = 1
-    while m < L:
-        m = min(2 * m, L)
-        E = -series_mul(a, X, m)
-        E = torch.cat([E[..., :1] + 2 * eye[..., None], E[..., 1:]], dim=-1)
-        X = series_mul(X, E, m)
+    h = 1
+    while h < L:
+        m = min(2 * h, L)
+        n = fast_fft_len(m)
+        xf = _fft(X, n)
+        D = _ifft(_matmul_freq(_fft(a[..., :m], n), xf), n, complex_out)[..., h:m]  # terms h..m-1 of a X
+        correction = _ifft(_matmul_freq(xf, _fft(D, n)), n, complex_out)[..., : m - h]
+        X = torch.cat([X, -correction], dim=-1)
+        h = m
     return X
 
 
