@@ -102,9 +102,11 @@ class FFTConv(SequenceLayer):
     def d_state(self) -> int | None:
         return getattr(self.kernel, "N", None)
 
-    def _output(self, y: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        """(B C' H L) convolution output -> + D u, activation, flatten channels, dropout -> (B C*H L)."""
-        y = y + self.D[:, :, None] * u[:, None]
+    def _output(self, y: torch.Tensor, u: torch.Tensor | None) -> torch.Tensor:
+        """(B C' H L) convolution output -> + D u (unless ``u`` is None: the skip already in the kernel),
+        activation, flatten channels, dropout -> (B C*H L)."""
+        if u is not None:
+            y = y + self.D[:, :, None] * u[:, None]
         y = self.activation(y)  # glu acts on C'
         y = rearrange(y, "b c h l -> b (h c) l" if self.swap_channels else "b c h l -> b (c h) l")
         return self.dropout(y)
@@ -124,10 +126,13 @@ class FFTConv(SequenceLayer):
             k = self.drop_kernel(k)
             if self.bidirectional:
                 k = rearrange(k, "(s c) h l -> s c h l", s=2)
+            # the skip D u is the kernel's lag-0 tap: folded in, it costs no (B, C, H, L) pass or tensor
+            skip = torch.nn.functional.pad(self.D[..., None].to(k.dtype), (0, k.shape[-1] - 1))  # (C' H L_k)
+            k = torch.stack([k[0] + skip, k[1]]) if self.bidirectional else k + skip
             y = fft_conv(u, k, bidirectional=self.bidirectional)  # (B C' H L)
             if k_state is not None:
                 y = y + k_state
-            y = self._output(y, u)
+            y = self._output(y, None)
             next_state = None if state is None else self.kernel.forward_state(u, state, rate=rate, lengths=lengths)
         return y, next_state
 
