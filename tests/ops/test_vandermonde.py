@@ -29,6 +29,22 @@ def test_vandermonde_matches_materialised_sum(L, batch):
     torch.testing.assert_close(vandermonde(coef, log_z, L), vandermonde_ref(coef, log_z, L), rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("L", [1, 7, 100])
+@pytest.mark.parametrize("out_dtype", [None, torch.complex64])
+def test_vandermonde_real_part_matches_the_real_part_of_the_sum(L, out_dtype):
+    log_z = _nodes(4, 5)
+    coef = torch.randn(2, 3, 4, 5, dtype=C128, requires_grad=True)
+    out = vandermonde(coef, log_z, L, out_dtype=out_dtype, real_part=True)
+    ref = vandermonde_ref(coef, log_z, L).real
+    assert not out.is_complex() and out.shape == ref.shape
+    tol = 1e-5 if out_dtype == torch.complex64 else 1e-10
+    torch.testing.assert_close(out.double(), ref, rtol=tol, atol=tol)
+    g = torch.randn_like(ref)
+    (ours,) = torch.autograd.grad(out, coef, g.to(out.dtype))
+    (theirs,) = torch.autograd.grad(ref, coef, g)
+    torch.testing.assert_close(ours.to(C128), theirs, rtol=tol, atol=tol)
+
+
 def test_vandermonde_real_nodes():
     log_z = _nodes(3, 4, torch.float64)
     coef = torch.randn(2, 3, 4, dtype=torch.float64)

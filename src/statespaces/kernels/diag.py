@@ -103,7 +103,8 @@ class DiagKernel(SSMKernel):
         return L if self.l_max is None else max(1, round(self.l_max / rate))
 
     def _real(self, x: torch.Tensor) -> torch.Tensor:
-        return x if self.is_real else 2 * x.real
+        """The kernel of conjugate-pair modes: twice the real part of one mode of each pair."""
+        return x if self.is_real else 2 * (x.real if x.is_complex() else x)
 
     def kernel_from(self, coef: torch.Tensor, log_dA: torch.Tensor, L: int, L_norm: int) -> torch.Tensor:
         """(…, H, N2) per-mode coefficients -> (…, H, L) real kernel ``sum_n coef_n dA_n^l`` (with the DSS
@@ -111,6 +112,8 @@ class DiagKernel(SSMKernel):
         out_dtype = self.raw_A_real.dtype if self.is_real else self.work_dtype
 
         def vand(c, z, n):
+            if self.backend == "vandermonde" and not self.is_real:  # only the real part is kept: half the work
+                return vandermonde(c, z, n, out_dtype=out_dtype, real_part=True)
             return BACKENDS[self.backend](c, z, n, out_dtype=out_dtype)
 
         if self.disc != "dss":

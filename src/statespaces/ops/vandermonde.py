@@ -66,7 +66,9 @@ def _powers(log_z: torch.Tensor, exps: torch.Tensor) -> torch.Tensor:
     return complex_exp(log_z[..., None] * exps.to(log_z.dtype))
 
 
-def vandermonde(coef: torch.Tensor, log_z: torch.Tensor, L: int, out_dtype: torch.dtype | None = None) -> torch.Tensor:
+def vandermonde(
+    coef: torch.Tensor, log_z: torch.Tensor, L: int, out_dtype: torch.dtype | None = None, real_part: bool = False
+) -> torch.Tensor:
     """Kernel of a diagonal linear recurrence.
 
     Args:
@@ -75,8 +77,11 @@ def vandermonde(coef: torch.Tensor, log_z: torch.Tensor, L: int, out_dtype: torc
         L: number of powers.
         out_dtype: dtype of the matrix product and the result; the power tables are computed in the
             inputs' (possibly higher) precision first, so large exponents keep their phase accuracy.
+        real_part: return only ``Re(sum_n coef z^l)`` (real, of ``out_dtype``'s real precision), computed
+            by a real matrix product of twice the depth: half the multiplications of the complex product
+            and half the output (what an SSM with conjugate-pair modes needs: its kernel is ``2 Re(...)``).
     Returns:
-        (*batch, H, L), ``sum_n coef z^l``.
+        (*batch, H, L), ``sum_n coef z^l`` (or its real part).
     """
     *batch, H, N = coef.shape
     if log_z.shape != (H, N):
@@ -91,9 +96,14 @@ def vandermonde(coef: torch.Tensor, log_z: torch.Tensor, L: int, out_dtype: torc
     rows = coef.reshape(-1, H, N).transpose(0, 1).to(out_dtype)  # (H R N)
     # the (H, R, A, N) product in the output precision: its rounding is that of the matrix product after it
     left = (rows[:, :, None, :] * big.transpose(1, 2)[:, None]).reshape(H, -1, N)  # (H (R A) N)
+    if real_part and left.is_complex():
+        # Re(left @ small) = [Re left, Im left] @ [Re small; -Im small], the (re, im) pairs interleaved as stored
+        left = torch.view_as_real(left).reshape(H, left.shape[1], 2 * N)
+        small = torch.stack([small.real, -small.imag], dim=2).reshape(H, 2 * N, T)
     out = torch.bmm(left, small)  # (H (R A) T)
     out = out.reshape(H, -1, A * T)[..., :L].transpose(0, 1)  # (R H L)
-    return out.reshape(*batch, H, L)
+    out = out.reshape(*batch, H, L)
+    return out.real if real_part and out.is_complex() else out
 
 
 def vandermonde_ref(coef: torch.Tensor, log_z: torch.Tensor, L: int, out_dtype: torch.dtype | None = None) -> torch.Tensor:
