@@ -7,6 +7,8 @@ states, the skip and the block wiring.
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 
@@ -95,7 +97,9 @@ def test_in_place_step_matches_convolution_mode_and_updates_the_given_states(lay
 
 @pytest.mark.parametrize("layers", [["s4d", "s4d"], [{"name": "s4d", "is_real": True, "d_state": 4}], ["s4"]], ids=["complex", "diagonal", "dense"])
 def test_batch_one_matches_the_convolution_mode(layers):
-    """Batch 1, the generation case, for the complex, diagonal and dense forms."""
+    """
+
+import contextlibBatch 1, the generation case, for the complex, diagonal and dense forms."""
     model = _model(layers)
     x = _inputs(model, B=1)
     with torch.no_grad():
@@ -105,6 +109,22 @@ def test_batch_one_matches_the_convolution_mode(layers):
         y_in_place, _ = _stream_inplace(stream, x, stream.initial_state(1))
     torch.testing.assert_close(y, y_ref, rtol=1e-9, atol=1e-10)
     torch.testing.assert_close(y_in_place, y_ref, rtol=1e-9, atol=1e-10)
+
+
+@pytest.mark.parametrize("layers", [["s4d"], [{"name": "s4d", "is_real": True, "d_state": 4}], ["s4"]], ids=["complex", "diagonal", "dense"])
+def test_fused_in_place_step_called_on_its_own_matches_the_functional_step(layers):
+    """Outside inference mode (it enters the mode itself) and inside it (it must not enter again)."""
+    fused = StreamingModel(_model(layers)).blocks[0].fused
+    u = torch.randn(3, 8, dtype=torch.float64)
+    s0 = torch.randn(3, 8, fused.n, dtype=torch.float64)
+    y_ref, s_ref = fused(u, s0)
+    for context in (contextlib.nullcontext, torch.inference_mode):
+        s = s0.clone()
+        with context():
+            y = fused.step_(u, s)
+        torch.testing.assert_close(y, y_ref, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(s, s_ref, rtol=1e-12, atol=1e-12)
+        assert not s.is_inference()
 
 
 def test_in_place_step_refuses_a_strided_state():
