@@ -44,7 +44,8 @@ class _ComplexExp(torch.autograd.Function):
 
 
 def _complex_exp(x: torch.Tensor) -> torch.Tensor:
-    return torch.exp(x.real) * torch.complex(torch.cos(x.imag), torch.sin(x.imag))
+    magnitude = torch.exp(x.real)  # real products before assembling: no real -> complex promotion pass
+    return torch.complex(magnitude * torch.cos(x.imag), magnitude * torch.sin(x.imag))
 
 
 def complex_exp(x: torch.Tensor) -> torch.Tensor:
