@@ -45,6 +45,17 @@ def test_vandermonde_real_part_matches_the_real_part_of_the_sum(L, out_dtype):
     torch.testing.assert_close(ours.to(C128), theirs, rtol=tol, atol=tol)
 
 
+def test_vandermonde_keeps_double_precision_at_a_million_steps():
+    # the power tables are running products: their rounding must stay far below a float32 kernel's
+    L = 1_000_003
+    log_z = torch.complex(-torch.rand(2, 3, dtype=torch.float64) * 1e-5, torch.rand(2, 3, dtype=torch.float64) * 3)
+    coef = torch.randn(2, 3, dtype=C128)
+    picks = torch.tensor([0, 1, 999, 65_536, 500_001, L - 1])
+    out = vandermonde(coef, log_z, L)[..., picks]
+    exact = (coef[..., None] * torch.exp(log_z[..., None] * picks.to(C128))).sum(-2)
+    torch.testing.assert_close(out, exact, rtol=1e-11, atol=1e-11)
+
+
 def test_vandermonde_real_nodes():
     log_z = _nodes(3, 4, torch.float64)
     coef = torch.randn(2, 3, 4, dtype=torch.float64)

@@ -11,7 +11,8 @@ exponent is split as ``l = a * T + t`` with ``T = ceil(sqrt(L))`` and ``A = ceil
 which is one batched matrix product ``(H, rows * A, N) @ (H, N, T)``.  Besides the output
 (``rows * H * L``) the peak extra memory is ``H * N * (rows * A + T)`` elements, i.e.
 ``O(H N (rows + 1) sqrt(L))`` instead of ``O(H N L)``; the work stays ``O(rows H N L)`` and runs
-in BLAS.  Powers are computed as ``exp(k * log z)``, never by repeated multiplication.
+in BLAS.  The two power tables are running products of ``exp(log z)`` and ``exp(T log z)`` in the inputs'
+precision (double for the SSM kernels): ``sqrt(L)`` multiplications each, relative error ~``sqrt(L)`` eps.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import math
 
 import torch
+from torch.autograd.function import once_differentiable
 
 __all__ = ["complex_exp", "vandermonde", "vandermonde_ref", "vandermonde_transpose", "vandermonde_transpose_ref"]
 
@@ -62,9 +64,30 @@ def complex_exp(x: torch.Tensor) -> torch.Tensor:
     return _complex_exp(x)
 
 
-def _powers(log_z: torch.Tensor, exps: torch.Tensor) -> torch.Tensor:
-    """z ** k for every k in ``exps``: (H, N) x (K,) -> (H, N, K)."""
-    return complex_exp(log_z[..., None] * exps.to(log_z.dtype))
+class _GeometricPowers(torch.autograd.Function):
+    """``z^(step k)`` for ``k < count`` by a running product: one multiplication per power instead of an
+    exponential, a cosine and a sine (5x faster at (128, 32, 32) complex128), relative error ~count * eps of
+    the inputs' precision (1e-13 at count 1,024 in double); the derivative by ``d z^m / d log z = m z^m``."""
+
+    @staticmethod
+    def forward(ctx, log_z, count, step):
+        z = complex_exp(log_z * step)
+        y = torch.cat([torch.ones_like(z)[..., None], z[..., None].expand(*z.shape, count - 1)], -1).cumprod(-1)
+        ctx.save_for_backward(y)
+        ctx.step = step
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        (y,) = ctx.saved_tensors
+        m = torch.arange(y.shape[-1], device=y.device, dtype=y.real.dtype) * ctx.step
+        return (grad * (y.conj() if y.is_complex() else y) * m).sum(-1), None, None
+
+
+def _powers(log_z: torch.Tensor, count: int, step: int = 1) -> torch.Tensor:
+    """``z ** (step k)`` for ``k < count``: (H, N) -> (H, N, count), in ``log_z``'s precision."""
+    return _GeometricPowers.apply(log_z, count, step)
 
 
 def vandermonde(
@@ -91,9 +114,8 @@ def vandermonde(
     coef, log_z = coef.to(dtype), log_z.to(dtype)
     out_dtype = out_dtype or dtype
     T, A = _split(L)
-    ar = torch.arange(max(A, T), device=coef.device)
-    small = _powers(log_z, ar[:T]).to(out_dtype)  # (H N T)
-    big = _powers(log_z, ar[:A] * T).to(out_dtype)  # (H N A)
+    small = _powers(log_z, T).to(out_dtype)  # (H N T)
+    big = _powers(log_z, A, T).to(out_dtype)  # (H N A)
     rows = coef.reshape(-1, H, N).transpose(0, 1).to(out_dtype)  # (H R N)
     # the (H, R, A, N) product in the output precision: its rounding is that of the matrix product after it
     left = (rows[:, :, None, :] * big.transpose(1, 2)[:, None]).reshape(H, -1, N)  # (H (R A) N)
@@ -131,9 +153,8 @@ def vandermonde_transpose(u: torch.Tensor, log_z: torch.Tensor, out_dtype: torch
     out_dtype = out_dtype or torch.promote_types(u.dtype, log_z.dtype)
     u = u.to(out_dtype)
     T, A = _split(L)
-    ar = torch.arange(max(A, T), device=u.device)
-    small = _powers(log_z, ar[:T]).transpose(1, 2).to(out_dtype)  # (H T N)
-    big = _powers(log_z, ar[:A] * T).to(out_dtype)  # (H N A)
+    small = _powers(log_z, T).transpose(1, 2).to(out_dtype)  # (H T N)
+    big = _powers(log_z, A, T).to(out_dtype)  # (H N A)
     rev = u.flip(-1).reshape(-1, H, L).transpose(0, 1)  # (H R L), index m = L-1-l
     rev = torch.nn.functional.pad(rev, (0, A * T - L)).reshape(H, -1, T)  # (H (R A) T)
     part = torch.bmm(rev, small).reshape(H, -1, A, N)  # (H R A N)
