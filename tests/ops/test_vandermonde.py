@@ -118,6 +118,20 @@ def test_complex_exp_gradients():
     torch.testing.assert_close(ours, theirs)
 
 
+@pytest.mark.parametrize("kind", ["complex", "real_part", "real_nodes"])
+def test_vandermonde_gradients_for_each_output_kind(kind):
+    # gradcheck (finite differences) over batch dims, an L that is not a multiple of the split, each output kind
+    real = kind == "real_nodes"
+    log_z = _nodes(3, 4, torch.float64 if real else C128).requires_grad_()
+    coef = torch.randn(2, 3, 4, dtype=torch.float64 if real else C128, requires_grad=True)
+    fn = lambda c, z: vandermonde(c, z, 13, real_part=kind == "real_part")  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (coef, log_z))
+    # a real coefficient against complex nodes gets a real gradient
+    c_real = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    z = _nodes(3, 4).requires_grad_()
+    assert torch.autograd.gradcheck(lambda c, z: vandermonde(c, z, 9, real_part=True), (c_real, z))
+
+
 def test_cauchy_matches_materialised_sum_in_chunks():
     H, N, L = 3, 5, 37
     v = torch.randn(2, H, N, dtype=C128)
