@@ -55,3 +55,24 @@ def test_bench_model_rows_include_the_compiled_streaming_step():
     rows = model_rows(8, 8, steps=5, n_layers=1, compiled=True)
     impls = [r["impl"] for r in rows]
     assert "StreamingModel(compile=True)" in impls and all(r["steps_per_s"] > 0 for r in rows)
+
+
+def test_bench_peak_memory_counts_a_configuration_smaller_than_an_earlier_transient():
+    # ru_maxrss never goes down: a configuration that needs less than what the process once held (imports,
+    # an earlier run) used to read 0 MB. The measurement resets the high-water mark first (Linux).
+    import torch
+
+    from statespaces.bench import _peak_mb, _reset_peak
+
+    if not Path("/proc/self/clear_refs").exists():
+        import pytest
+
+        pytest.skip("resetting the resident high-water mark needs Linux /proc")
+    big = torch.ones(100 * 2**20 // 4)  # a 100 MB transient before the measurement
+    big.add_(1)
+    del big
+    base = _reset_peak("cpu")
+    held = torch.ones(40 * 2**20 // 4)  # 40 MB inside it, touched
+    held.add_(1)
+    peak = _peak_mb("cpu") - base
+    assert 35 <= peak <= 80, f"measured {peak:.1f} MB for a 40 MB tensor"
