@@ -64,15 +64,31 @@ def complex_exp(x: torch.Tensor) -> torch.Tensor:
     return _complex_exp(x)
 
 
+def _doubling_powers(z: torch.Tensor, count: int) -> torch.Tensor:
+    """``z^k`` for ``k < count``, (...) -> (..., count): the first n powers times ``z^n`` give the next n.
+
+    log2(count) vectorised products instead of a ``cumprod`` scan (not vectorised for complex on CPU:
+    0.28 -> 0.18 ms at (128, 32, 32) complex128); each power is a product of at most log2(count) rounded factors."""
+    y = torch.empty(*z.shape, count, dtype=z.dtype, device=z.device)
+    y[..., 0] = 1
+    n, z_n = 1, z
+    while n < count:
+        m = min(n, count - n)
+        torch.mul(y[..., :m], z_n[..., None], out=y[..., n : n + m])
+        n += m
+        if n < count:
+            z_n = z_n * z_n
+    return y
+
+
 class _GeometricPowers(torch.autograd.Function):
-    """``z^(step k)`` for ``k < count`` by a running product: one multiplication per power instead of an
-    exponential, a cosine and a sine (5x faster at (128, 32, 32) complex128), relative error ~count * eps of
-    the inputs' precision (1e-13 at count 1,024 in double); the derivative by ``d z^m / d log z = m z^m``."""
+    """``z^(step k)`` for ``k < count`` by products of the powers already made: a multiplication per power
+    instead of an exponential, a cosine and a sine, relative error ~count * eps of the inputs' precision at
+    worst (1e-13 at count 1,024 in double); the derivative by ``d z^m / d log z = m z^m``."""
 
     @staticmethod
     def forward(ctx, log_z, count, step):
-        z = complex_exp(log_z * step)
-        y = torch.cat([torch.ones_like(z)[..., None], z[..., None].expand(*z.shape, count - 1)], -1).cumprod(-1)
+        y = _doubling_powers(complex_exp(log_z * step), count)
         ctx.save_for_backward(y)
         ctx.step = step
         return y
@@ -115,10 +131,12 @@ def vandermonde(
     out_dtype = out_dtype or dtype
     T, A = _split(L)
     small = _powers(log_z, T).to(out_dtype)  # (H N T)
-    big = _powers(log_z, A, T).to(out_dtype)  # (H N A)
-    rows = coef.reshape(-1, H, N).transpose(0, 1).to(out_dtype)  # (H R N)
-    # the (H, R, A, N) product in the output precision: its rounding is that of the matrix product after it
-    left = (rows[:, :, None, :] * big.transpose(1, 2)[:, None]).reshape(H, -1, N)  # (H (R A) N)
+    big = _powers(log_z, A, T).to(out_dtype).transpose(1, 2).contiguous()  # (H A N)
+    rows = coef.reshape(-1, H, N).transpose(0, 1).to(out_dtype).contiguous()  # (H R N)
+    # the (H, R, A, N) product in the output precision: its rounding is that of the matrix product after it.
+    # Both factors contiguous: the broadcast product of the transposed views took 20x longer (4.1 vs 0.18 ms
+    # at H=128, R=4, A=N=32 complex64, forward alone; its backward likewise).
+    left = (rows[:, :, None, :] * big[:, None]).reshape(H, -1, N)  # (H (R A) N)
     if real_part and left.is_complex():
         # Re(left @ small) = [Re left, Im left] @ [Re small; -Im small], the (re, im) pairs interleaved as stored
         left = torch.view_as_real(left).reshape(H, left.shape[1], 2 * N)
