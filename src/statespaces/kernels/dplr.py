@@ -131,9 +131,10 @@ class DPLRKernel(SSMKernel):
         return {"lam": lam, "log_lam": torch.log(lam), "U": U, "Q": Q, "dB": dB, "C": C}
 
     def _vand(self, coef: torch.Tensor, log_lam: torch.Tensor, L: int) -> torch.Tensor:
+        # the factor 2 on the (H, N2) coefficients, not on the (rows, H, L) output: one pass fewer each way
         if self.backend == "vandermonde":  # the real part only: half the work of the complex product
-            return 2 * vandermonde(coef, log_lam, L, out_dtype=self.work_dtype, real_part=True)
-        return 2 * BACKENDS[self.backend](coef, log_lam, L, out_dtype=self.work_dtype).real
+            return vandermonde(2 * coef, log_lam, L, out_dtype=self.work_dtype, real_part=True)
+        return BACKENDS[self.backend](2 * coef, log_lam, L, out_dtype=self.work_dtype).real
 
     def _feedback(self, st: dict, L: int, with_C: bool):
         """Diagonal kernels against [C,] V and the feedback series: X = (I + G)^-1 (H R R L), F (H R 1 L),
@@ -142,14 +143,18 @@ class DPLRKernel(SSMKernel):
         bs = torch.cat([st["dB"][None], st["U"]])  # (1+R H N2)
         cs = torch.cat([st["C"], st["Q"]]) if with_C else st["Q"]
         K = self._vand(cs[:, None] * bs[None], st["log_lam"], L)  # (c 1+R H L)
-        Kc, Kq = (K[: self.channels], K[self.channels :]) if with_C else (None, K)
-        G = _shift(Kq[:, 1:]).permute(2, 0, 1, 3)  # (H Rq Ru L)
+        # split, not sliced: one backward node that concatenates, where each slice's backward fills a zero
+        # tensor of the whole (rows, H, L) output and adds into it
+        Kc, Kq = K.split([self.channels, R]) if with_C else (None, K)
+        Kqb, Kqu = Kq.split([1, R], dim=1)
+        G = _shift(Kqu).permute(2, 0, 1, 3)  # (H Rq Ru L)
         G = G + torch.nn.functional.pad(torch.eye(R, dtype=G.dtype, device=G.device)[..., None], (0, L - 1))
-        F = _shift(Kq[:, 0]).permute(1, 0, 2)[..., None, :]  # (H R 1 L)
+        F = _shift(Kqb[:, 0]).permute(1, 0, 2)[..., None, :]  # (H R 1 L)
         X = series_inverse(G)
         if not with_C:
             return X, F, None, None
-        return X, F, Kc[:, 1:].permute(2, 0, 1, 3), Kc[:, 0]
+        Kcb, Kcu = Kc.split([1, R], dim=1)
+        return X, F, Kcu.permute(2, 0, 1, 3), Kcb[:, 0]
 
     # ---- convolution mode -------------------------------------------------------------------
     def forward(self, L: int, rate: float = 1.0, state: torch.Tensor | None = None):

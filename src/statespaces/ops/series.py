@@ -108,6 +108,30 @@ def series_mul_ref(a: torch.Tensor, b: torch.Tensor, L: int | None = None) -> to
     return torch.stack(out, dim=-1)
 
 
+DIRECT_TERMS = 64  # the first terms by one triangular solve: the small doublings cost their dispatch, not arithmetic
+
+
+def _direct_inverse(a: torch.Tensor, m: int) -> torch.Tensor:
+    """The first ``m`` terms of ``a^-1`` by one block-triangular solve ``T X = [I; 0; ...]``, ``T`` the
+    (m R, m R) block lower-triangular Toeplitz matrix of ``a``'s first ``m`` terms: forward substitution in one
+    call instead of log2(m) Newton doublings (each a handful of FFTs of a few dozen terms)."""
+    *batch, R, _, _ = a.shape
+    # normalised to a_0 = I, T is triangular entry by entry (block-triangular alone is not enough for
+    # solve_triangular): (a_0^-1 a)^-1 = a^-1 a_0, so a^-1 = (a_0^-1 a)^-1 a_0^-1
+    a0_inv = torch.linalg.inv(a[..., 0])
+    a = torch.einsum("...rs,...stl->...rtl", a0_inv, a[..., :m])
+    lag = torch.arange(m, device=a.device)
+    lag = lag[:, None] - lag[None, :]  # (m, m): i - j
+    padded = torch.nn.functional.pad(a, (1, 0))  # index 0: the zero above the diagonal
+    blocks = padded[..., (lag + 1).clamp(min=0)]  # (*batch, R, R, m, m): blocks[.., r, s, i, j] = a_(i-j)[r, s]
+    T = blocks.permute(*range(len(batch)), -2, -4, -1, -3).reshape(*batch, m * R, m * R)
+    rhs = torch.zeros(*batch, m * R, R, dtype=a.dtype, device=a.device)
+    rhs[..., :R, :] = torch.eye(R, dtype=a.dtype, device=a.device)
+    X = torch.linalg.solve_triangular(T, rhs, upper=False, unitriangular=True)  # (*batch, m R, R): the terms stacked
+    X = X.reshape(*batch, m, R, R).permute(*range(len(batch)), -2, -1, -3)
+    return torch.einsum("...rsl,...st->...rtl", X, a0_inv)
+
+
 def _newton_inverse(a: torch.Tensor) -> torch.Tensor:
     """Newton's ``X <- X (2I - a X)`` written as ``X <- X - X (a X - I)``: with ``h`` terms of ``X`` known,
     ``a X - I`` vanishes below ``z^h``, so only its terms ``h .. m-1`` are computed (a circular product of length
@@ -115,8 +139,8 @@ def _newton_inverse(a: torch.Tensor) -> torch.Tensor:
     Per doubling: three FFTs and two inverse FFTs of length ~m, the FFT of ``X`` shared by both products."""
     L = a.shape[-1]
     complex_out = a.is_complex()
-    X = torch.linalg.inv(a[..., 0])[..., None]
-    h = 1
+    X = _direct_inverse(a, min(L, DIRECT_TERMS))
+    h = X.shape[-1]
     while h < L:
         m = min(2 * h, L)
         n = fast_fft_len(m)
