@@ -111,6 +111,20 @@ import contextlibBatch 1, the generation case, for the complex, diagonal and den
     torch.testing.assert_close(y_in_place, y_ref, rtol=1e-9, atol=1e-10)
 
 
+@pytest.mark.parametrize("prenorm", [True, False], ids=["prenorm", "postnorm"])
+@pytest.mark.parametrize("layers", [["s4d", "s4d"], [{"name": "s4d", "is_real": True, "d_state": 4}]], ids=["complex", "diagonal"])
+def test_in_place_step_of_the_plain_block_with_pre_and_post_norm(layers, prenorm):
+    """The written-out in-place block (one channel, exact GELU, Linear + GLU output) against the convolution."""
+    model = _model(layers, prenorm=prenorm)
+    x = _inputs(model)
+    with torch.no_grad():
+        y_ref, _ = model(x)
+        stream = StreamingModel(model)
+        assert all(b._flat_step for b in stream.blocks), "the written-out path is the one under test"
+        y, _ = _stream_inplace(stream, x, stream.initial_state(2))
+    torch.testing.assert_close(y, y_ref, rtol=1e-9, atol=1e-10)
+
+
 @pytest.mark.parametrize("layers", [["s4d"], [{"name": "s4d", "is_real": True, "d_state": 4}], ["s4"]], ids=["complex", "diagonal", "dense"])
 def test_fused_in_place_step_called_on_its_own_matches_the_functional_step(layers):
     """Outside inference mode (it enters the mode itself) and inside it (it must not enter again)."""

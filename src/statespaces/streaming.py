@@ -230,6 +230,26 @@ class FusedSSMStep(nn.Module):
         return (y.transpose(1, 2) if self.swap_channels else y).flatten(1)
 
 
+def _eager(module: nn.Module):
+    """``module(x)`` as a plain function for the in-place step: at batch 1 ``nn.Module.__call__`` (its hook
+    checks) costs about as much as the small operation inside.  The parameter tensors are bound now; ``.to()``
+    moves them in place, so the function follows.  Other module types are returned as they are."""
+    kind = type(module)
+    if kind is nn.LayerNorm:
+        shape, w, b, eps = module.normalized_shape, module.weight, module.bias, module.eps
+        cudnn = torch.backends.cudnn.enabled  # F.layer_norm reads this flag on every call (~0.4 us)
+        return lambda x: torch.layer_norm(x, shape, w, b, eps, cudnn)
+    if kind is nn.Linear:
+        w, b = module.weight, module.bias
+        return lambda x: F.linear(x, w, b)
+    if kind is nn.Identity:
+        return lambda x: x
+    if kind is nn.Embedding and module.max_norm is None:
+        w, pad = module.weight, module.padding_idx
+        return lambda x: F.embedding(x, w, pad)
+    return module
+
+
 class _BlockStep(nn.Module):
     """One residual block of a SequenceModel, step by step, with a flat tuple of real states."""
 
@@ -238,11 +258,13 @@ class _BlockStep(nn.Module):
         self.norm, self.drop, self.prenorm = block.norm, block.drop, block.prenorm
         self.ffn = block.ffn
         self.ffn_norm = block.ffn_norm if block.ffn is not None else None
+        self._norm_ = _eager(self.norm)  # for step_
         layer = block.layer
         conv = layer.layer if isinstance(layer, S4Block) else layer if isinstance(layer, FFTConv) else None
         self.outer = layer if isinstance(layer, S4Block) else None
         self.out_linear = self._plain_output(self.outer)
         template = layer.default_state(1)
+        self._flat_step = None
         if conv is not None and conv.recurrent:
             self.fused, self.native = FusedSSMStep(conv, real=real), None
             self.spec = None
@@ -251,6 +273,10 @@ class _BlockStep(nn.Module):
                 self.register_buffer("out_weight", self.out_linear.weight.detach() / self.fused.output_gain, persistent=False)
                 bias = self.out_linear.bias
                 self.register_buffer("out_bias", None if bias is None else bias.detach(), persistent=False)
+                f = self.fused
+                if f.single and f.erf_gelu and f.form in ("complex", "diagonal") and self.ffn is None and self.outer is not None:
+                    self._flat_step = f.form
+                    self._fused_buffers = f._buffers  # the dict itself: .to() replaces its entries, not the dict
         else:
             leaves, self.spec = pytree.tree_flatten(template)
             bad = [t for t in leaves if not isinstance(t, torch.Tensor) or t.is_complex()]
@@ -321,9 +347,9 @@ class _BlockStep(nn.Module):
             return y
         return self._around_fused(z, lambda z, scaled: self.fused.step_(z, flat[0], scaled))
 
-    def _residual(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    def _residual(self, x: torch.Tensor, z: torch.Tensor, norm=None) -> torch.Tensor:
         x = x + z  # dropout is the identity in eval mode, where streaming runs
-        x = x if self.prenorm else self.norm(x)
+        x = x if self.prenorm else (norm or self.norm)(x)
         if self.ffn is not None:
             z = self.ffn_norm(x) if self.prenorm else x
             x = x + self.ffn(z)
@@ -335,7 +361,30 @@ class _BlockStep(nn.Module):
         return self._residual(x, z), flat
 
     def step_(self, x: torch.Tensor, flat) -> torch.Tensor:
-        return self._residual(x, self._layer_(self.norm(x) if self.prenorm else x, flat))
+        norm = self._norm_
+        if self._flat_step:
+            return self._plain_s4d_step_(x, flat[0], norm)
+        return self._residual(x, self._layer_(norm(x) if self.prenorm else x, flat), norm)
+
+    def _plain_s4d_step_(self, x: torch.Tensor, s: torch.Tensor, norm) -> torch.Tensor:
+        """:meth:`step_` written out for the common block (one channel, diagonal modes, exact GELU, Linear + GLU
+        output, no MLP), called from ``StreamingModel.step_`` (inference mode): the same operations as
+        ``FusedSSMStep._step_`` and :meth:`_around_fused` without their five Python calls per block (at batch 1
+        a call costs about what a small operation does).  Buffers are read at call time (``.to()`` replaces them)."""
+        if not s.is_contiguous():
+            raise ValueError(f"step_ updates the state in place and needs it contiguous, got strides {s.stride()} for shape {tuple(s.shape)}")
+        z = norm(x) if self.prenorm else x
+        fb, ob = self._fused_buffers, self._buffers
+        y = torch.addcmul(torch.linalg.vecdot(s, fb["ca1"]), fb["e1"], z)  # reads the state before the update
+        if self._flat_step == "complex":
+            a_c = fb["a_c"]
+            s.view(a_c.dtype).mul_(a_c)
+            s.addcmul_(fb["b_flat"], z[..., None])
+        else:
+            s.mul_(fb["a"]).addcmul_(fb["b"], z[..., None])
+        y = torch.addcmul(y, y, torch.erf(y))  # the erf GELU times sqrt(2): folded into out_weight
+        x = x + torch._C._nn.glu(F.linear(y, ob["out_weight"], ob["out_bias"]), -1)  # F.glu's checks: ~0.5 us
+        return x if self.prenorm else norm(x)
 
 
 class StreamingModel(nn.Module):
@@ -367,6 +416,7 @@ class StreamingModel(nn.Module):
         self.blocks = nn.ModuleList(_BlockStep(b, i, real or compile) for i, b in enumerate(model.blocks))
         self.dtype = model.decoder.weight.dtype
         self.d_model = model.config.d_model
+        self._encoder_, self._final_norm_, self._decoder_ = _eager(self.encoder), _eager(self.final_norm), _eager(self.decoder)
         self.eval()
         self._compiled = torch.compile(self._step, fullgraph=True, dynamic=False) if compile else None
 
@@ -412,18 +462,18 @@ class StreamingModel(nn.Module):
         It runs in ``torch.inference_mode`` (its intermediate results skip autograd's bookkeeping, about 1 us
         of each operation at batch 1), so ``y_t`` is an inference tensor: clone it to use it in autograd or
         to modify it in place outside inference mode.  The states stay ordinary tensors."""
-        h = self.encoder(x_t)
+        h = self._encoder_(x_t)
         i = 0
         for b in self.blocks:
             h = b.step_(h, states[i : i + b.n_states])
             i += b.n_states
-        h = self.final_norm(h)
+        h = self._final_norm_(h)
         if self.mean_pool:
             total, count = states[i], states[i + 1]
             total.add_(h)
             count.add_(1)
             h = total / count[..., None]
-        return self.decoder(h)
+        return self._decoder_(h)
 
     def _step(self, x_t: torch.Tensor, *states: torch.Tensor):
         h = self.encoder(x_t)
