@@ -153,7 +153,7 @@ def test_each_kernel_gets_its_cheapest_exact_form():
         "s4d": "complex",
         "dss": "complex",
         "s4d-real": "diagonal",
-        "s4": "dense",
+        "s4": "dplr",  # the 'linear' realization (the default): diagonal plus rank-1, O(n) per feature
         "lssl": "dense",
     }
     specs = {"s4d-real": {"name": "s4d", "is_real": True, "d_state": 4}, "dss": {"name": "dss", "l_max": L}, "lssl": {"name": "lssl", "l_max": L}}
@@ -163,6 +163,27 @@ def test_each_kernel_gets_its_cheapest_exact_form():
         # a strided coefficient made every elementwise op of the step follow its memory order (10x slower at B=64)
         strided = [k for k, b in stream.blocks[0].fused.named_buffers() if not b.is_contiguous()]
         assert not strided, (name, strided)
+
+
+@pytest.mark.parametrize("spec", [{"name": "s4"}, {"name": "s4", "init": "legt", "rank": 2, "channels": 2}], ids=["legs", "legt-rank2-2ch"])
+def test_low_rank_step_matches_the_dense_map(spec):
+    """The 'dplr' form against the dense map read off the same kernel (real=True keeps the dense form), on
+    random states, functional and in place, and in the layer's other realizations the dense form stays."""
+    model = _model([spec])
+    fused = StreamingModel(model).blocks[0].fused
+    dense = StreamingModel(model, real=True).blocks[0].fused
+    assert (fused.form, dense.form) == ("dplr", "dense")
+    g = torch.Generator().manual_seed(3)
+    u = torch.randn(4, 8, generator=g, dtype=torch.float64)
+    s0 = torch.randn(4, 8, fused.n, generator=g, dtype=torch.float64)
+    y_ref, s_ref = dense(u, s0)
+    y, s1 = fused(u, s0)
+    torch.testing.assert_close(s1, s_ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(y, y_ref, rtol=1e-12, atol=1e-12)
+    s = s0.clone()
+    torch.testing.assert_close(fused.step_(u, s), y_ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(s, s_ref, rtol=1e-12, atol=1e-12)
+    assert StreamingModel(model, realization="dense").blocks[0].fused.form == "dense"
 
 
 @pytest.mark.parametrize("realization", ["linear", "dense"])

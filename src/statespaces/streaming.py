@@ -62,8 +62,10 @@ class FusedSSMStep(nn.Module):
       mode the pairs are viewed as complex numbers (one pass per operation); with ``real=True`` (export) the
       same product is written with real multiplications only, ``a1 * s + a2 * swap(s)``.
     * 'diagonal': real decays (S4D with ``is_real``).
-    * 'dense': anything else (S4's DPLR matrix, LSSL's dense transition): one batched (n+1) x (n+C) matrix
-      product per feature.
+    * 'dplr': S4's kernel in its 'linear' step realization (eager only): the (re, im) pairs multiplied by the
+      diagonal and the rank-R correction added, ``s' = Lambda s - U (2 Re Q s) + dB u``, O(n R) per feature.
+    * 'dense': anything else (S4 under ``real=True`` or another realization, LSSL's dense transition): one
+      batched (n+1) x (n+C) matrix product per feature.
 
     The output always reads the state before the update, ``y = (C A) s + (C B + D) u``.
     """
@@ -99,7 +101,18 @@ class FusedSSMStep(nn.Module):
         self.register_buffer("ca1", self.ca[0].contiguous(), persistent=False)  # (H, n): the one-channel case
         self.register_buffer("e1", self.e[0].contiguous(), persistent=False)
         self.form = self._structure(A)
-        if self.form == "dense":
+        low_rank = self._low_rank(kernel) if self.form == "dense" and not real else None
+        if low_rank is not None:
+            # s' = Lambda s - U r + dB u, r = 2 Re(Q s): in the flat (re, im) layout r is a real dot product with
+            # [2 Re Q, -2 Im Q], the correction and the input are real axpys, Lambda one complex multiply
+            cdtype = torch.complex128 if y.dtype == torch.float64 else torch.complex64
+            lam, U, Q, dB = (low_rank[k].to(cdtype) for k in ("lam", "U", "Q", "dB"))
+            self.form = "dplr"
+            self.register_buffer("a_c", lam.contiguous(), persistent=False)  # (H, N2)
+            self.register_buffer("q2", _real_view((2 * Q).conj().resolve_conj()).contiguous(), persistent=False)  # (R, H, n)
+            self.register_buffer("neg_u", _real_view(-U).contiguous(), persistent=False)  # (R, H, n)
+            self.register_buffer("b_flat", _real_view(dB).contiguous(), persistent=False)  # (H, n)
+        elif self.form == "dense":
             M = torch.cat([torch.cat([A, b[..., None]], -1), torch.cat([self.ca, self.e[..., None]], -1).transpose(0, 1)], 1)
             self.register_buffer("M", M.transpose(1, 2).contiguous(), persistent=False)  # (H, n+1, n+C), rows = inputs
         elif self.form == "diagonal":
@@ -121,6 +134,14 @@ class FusedSSMStep(nn.Module):
         # saves the last pass of the erf GELU
         self.output_gain = 2**0.5 if self.erf_gelu else 1.0
         self.swap_channels = conv.swap_channels
+
+    @staticmethod
+    def _low_rank(kernel) -> dict | None:
+        """The DPLR kernel's diagonal-plus-low-rank step (its 'linear' realization), else None."""
+        cache = getattr(kernel, "_step", None)
+        if getattr(kernel, "_step_mode", None) != "linear" or not isinstance(cache, dict) or not {"lam", "U", "Q", "dB"} <= cache.keys():
+            return None
+        return cache
 
     @staticmethod
     def _structure(A: torch.Tensor) -> str:
@@ -170,6 +191,13 @@ class FusedSSMStep(nn.Module):
         """``(y, s')``; with ``scaled=True`` y comes multiplied by :attr:`output_gain`."""
         if self.form == "dense":
             y, s = self._dense(u, s)
+        elif self.form == "dplr":
+            y = self._output(s, u)
+            z = torch.view_as_complex(s.unflatten(-1, (-1, 2)))
+            nxt = torch.view_as_real(self.a_c * z).flatten(-2)
+            for q2, neg_u in zip(self.q2, self.neg_u):
+                nxt = torch.addcmul(nxt, neg_u, torch.linalg.vecdot(s, q2)[..., None])
+            s = torch.addcmul(nxt, self.b_flat, u[..., None])
         elif self.form == "diagonal":
             y = self._output(s, u)
             s = torch.addcmul(self.a * s, self.b, u[..., None])
@@ -206,6 +234,13 @@ class FusedSSMStep(nn.Module):
         y = torch.addcmul(torch.linalg.vecdot(s, bufs["ca1"]), bufs["e1"], u) if self.single else self._output(s, u)
         if self.form == "diagonal":
             s.mul_(bufs["a"]).addcmul_(bufs["b"], u[..., None])
+        elif self.form == "dplr":
+            r = [torch.linalg.vecdot(s, q2) for q2 in bufs["q2"]]  # from the state before the update
+            a_c = bufs["a_c"]
+            s.view(a_c.dtype).mul_(a_c)
+            for neg_u, r_i in zip(bufs["neg_u"], r):
+                s.addcmul_(neg_u, r_i[..., None])
+            s.addcmul_(bufs["b_flat"], u[..., None])
         else:
             # the (re, im) pairs reinterpreted in place as complex numbers (one call, no reshapes), then the input
             # added in the flat real layout (a complex b_c would first convert u to complex): 20 -> 15 us at batch 1
