@@ -36,6 +36,7 @@ from ..data import get_dataset
 from ..files import atomic_write, atomic_write_text
 from ..registry import UnknownNameError
 from .config import DATA_LOADER_KEYS, ConfigError, merge_overrides, save_config
+from .memory import keep_freed_memory
 from .task import SequenceDataModule, SequenceTask
 
 __all__ = ["train", "evaluate", "load_task", "find_checkpoint", "build_task", "CheckpointError"]
@@ -250,6 +251,8 @@ def train(cfg: DictConfig, callbacks: tuple = ()) -> dict:
     ``global_rank``). Extra Lightning ``callbacks`` join the standard ones."""
     if cfg.run.threads:
         torch.set_num_threads(int(cfg.run.threads))
+    if cfg.run.get("malloc", "tuned") == "tuned":  # configs saved before the key existed: the default
+        keep_freed_memory()
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     run_dir, resume_ckpt = _run_dir(cfg)
     splits = _dataset(cfg)
