@@ -4,7 +4,7 @@ import pytest
 
 from statespaces.data import get_dataset
 from statespaces.train.config import load_config
-from statespaces.train.recipes import UCR_TARGET_STEPS, ucr_recipe
+from statespaces.train.recipes import UCR_FAST_DT_MAX, UCR_FAST_MODES_FROM, UCR_TARGET_STEPS, ucr_recipe
 
 
 @pytest.mark.parametrize(
@@ -18,7 +18,7 @@ from statespaces.train.recipes import UCR_TARGET_STEPS, ucr_recipe
     ],
 )
 def test_ucr_recipe_scales_batch_and_epochs_with_the_training_cases(n_train, batch, epochs):
-    recipe = ucr_recipe(n_train, 100)
+    recipe = ucr_recipe(n_train, 100, layer_options=False)
     assert recipe == {"data.batch_size": batch, "trainer.max_epochs": epochs, "trainer.monitor": "val/loss"}
     steps = epochs * -(-n_train // batch)
     assert steps >= UCR_TARGET_STEPS or epochs == 300
@@ -49,3 +49,17 @@ def test_overrides_win_over_the_recipe_and_named_experiments_are_untouched():
     assert only_batch.trainer.max_epochs == 100  # the epochs follow the user's batch size
     plain = load_config(["experiment=mnist1d-s4d"])
     assert plain.trainer.monitor is None and plain.data.batch_size == 64
+
+
+def test_ucr_recipe_gives_the_s4d_layer_faster_modes_from_64_steps_and_baselines_none():
+    assert ucr_recipe(40, UCR_FAST_MODES_FROM)["model.layer_options.dt_max"] == UCR_FAST_DT_MAX
+    assert "model.layer_options.dt_max" not in ucr_recipe(40, UCR_FAST_MODES_FROM - 1)
+    assert "model.layer_options.dt_max" not in ucr_recipe(40, 500, layer_options=False)
+    assert load_config(["experiment=ucr-GunPoint"]).model.layer_options.dt_max == UCR_FAST_DT_MAX  # L=150
+    assert "dt_max" not in load_config(["experiment=ucr-ItalyPowerDemand"]).model.layer_options  # L=24
+    assert load_config(["experiment=ucr-GunPoint", "model.layer_options.dt_max=0.05"]).model.layer_options.dt_max == 0.05
+    gru = load_config(["experiment=ucr-GunPoint", "model.layer=gru"])  # a baseline takes no SSM options
+    assert "dt_max" not in gru.model.layer_options
+    from statespaces.train.compare import _check_layer_options
+
+    _check_layer_options(gru)  # builds

@@ -70,9 +70,10 @@ def _experiment(name: str) -> tuple[DictConfig, bool]:
     return cfg, member is not None
 
 
-def _adapt_to_data(cfg: DictConfig, cli: DictConfig) -> None:
+def _adapt_to_data(cfg: DictConfig, cli: DictConfig, own_layer: bool = True) -> None:
     """Fill in the data-dependent defaults of a family experiment (``ucr-<Name>``: :func:`.recipes.ucr_recipe`)
-    for every key the command line does not set, from the dataset the run actually uses."""
+    for every key the command line does not set, from the dataset the run actually uses.  Layer options only
+    for the experiment's own layer (``own_layer``): a baseline swapped in gets none."""
     name = str(cfg.data.name)
     if not name.startswith("ucr/"):
         return
@@ -82,7 +83,7 @@ def _adapt_to_data(cfg: DictConfig, cli: DictConfig) -> None:
     options = {k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items() if k not in DATA_LOADER_KEYS}
     splits = get_dataset(name, **options)
     batch = OmegaConf.select(cli, "data.batch_size")
-    for key, value in ucr_recipe(len(splits.train), splits.spec.l_max, batch).items():
+    for key, value in ucr_recipe(len(splits.train), splits.spec.l_max, batch, layer_options=own_layer).items():
         if OmegaConf.select(cli, key) is None:
             OmegaConf.update(cfg, key, value)
 
@@ -134,7 +135,7 @@ def load_config(overrides: list[str] | None = None) -> DictConfig:
     cfg.experiment = name
     check_config(cfg)
     if in_family:
-        _adapt_to_data(cfg, cli)
+        _adapt_to_data(cfg, cli, own_layer=not (swapped or listed))
     return cfg
 
 
