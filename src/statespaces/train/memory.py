@@ -5,8 +5,9 @@ glibc's ``malloc`` serves every allocation above its mmap threshold (128 KiB, ra
 training step allocates and frees the same (B, H, L) activations every time, so each step faults their pages in
 again (the kernel zero-fills every 4 KiB page).  Measured on the 2-core machine (1 thread, S4 ``FFTConv``,
 B=8, H=128, L=1024): the forward without gradients 31 -> 17 ms (S4) and 29 -> 11 ms (S4D) with the settings
-below; the 4-block sequential-MNIST model's training step 548-565 -> 512-514 ms.  The price: the process keeps
-its peak heap resident until it exits, which a training run reaches in its first step anyway.
+below; the 4-block sequential-MNIST model's training step 548-565 -> 512-514 ms (one thread; the main job on
+two threads, 2 epochs, showed no measurable change: 52.1 / 57.1 s against 51.7 / 57.4 s).  The price: the
+process keeps its peak heap resident until it exits, which a training run reaches in its first step anyway.
 
 ``run.malloc: tuned`` (the default) applies it in ``statespaces train``/``compare``; ``default`` leaves glibc
 alone.  Elsewhere (macOS, musl, Windows) it does nothing.
