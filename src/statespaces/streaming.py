@@ -452,6 +452,12 @@ class StreamingModel(nn.Module):
         self.dtype = model.decoder.weight.dtype
         self.d_model = model.config.d_model
         self._encoder_, self._final_norm_, self._decoder_ = _eager(self.encoder), _eager(self.final_norm), _eager(self.decoder)
+        # step_'s schedule: (block, its first state's index, its state count), and the pool's states' index
+        offsets = [0]
+        for b in self.blocks:
+            offsets.append(offsets[-1] + b.n_states)
+        self._schedule = [(b, i, b.n_states) for b, i in zip(self.blocks, offsets)]
+        self._pool_index = offsets[-1]
         self.eval()
         self._compiled = torch.compile(self._step, fullgraph=True, dynamic=False) if compile else None
 
@@ -498,12 +504,11 @@ class StreamingModel(nn.Module):
         of each operation at batch 1), so ``y_t`` is an inference tensor: clone it to use it in autograd or
         to modify it in place outside inference mode.  The states stay ordinary tensors."""
         h = self._encoder_(x_t)
-        i = 0
-        for b in self.blocks:
-            h = b.step_(h, states[i : i + b.n_states])
-            i += b.n_states
+        for b, i, n in self._schedule:
+            h = b._plain_s4d_step_(h, states[i], b._norm_) if b._flat_step else b.step_(h, states[i : i + n])
         h = self._final_norm_(h)
         if self.mean_pool:
+            i = self._pool_index
             total, count = states[i], states[i + 1]
             total.add_(h)
             count.add_(1)
