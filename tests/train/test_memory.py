@@ -52,5 +52,7 @@ def test_train_applies_run_malloc(tiny_overrides, monkeypatch, choice):
     calls = []
     monkeypatch.setattr(run_module, "keep_freed_memory", lambda: calls.append(1) or True)
     cfg = load_config(tiny_overrides + [f"run.malloc={choice}", "trainer.max_epochs=1", "run.export=false", "run.plot=false"])
-    run_module.train(cfg)
+    res = run_module.train(cfg)
     assert len(calls) == (1 if choice == "tuned" else 0)
+    run_module.evaluate(res["run_dir"], [f"run.malloc={choice}"])  # eval: forwards only, where it gains most
+    assert len(calls) == (2 if choice == "tuned" else 0)

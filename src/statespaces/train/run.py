@@ -360,6 +360,8 @@ def evaluate(ckpt: str | Path, overrides: list[str] | None = None) -> dict:
     path = find_checkpoint(ckpt)
     task = load_task(path)
     cfg = merge_overrides(task.cfg, overrides or [])
+    if cfg.run.get("malloc", "tuned") == "tuned":  # forwards without gradients gain the most (docs/training.md)
+        keep_freed_memory()
     splits = _dataset(cfg)
     dm = SequenceDataModule(splits, cfg.data.batch_size, cfg.data.eval_batch_size, cfg.data.num_workers)
     trainer = pl.Trainer(accelerator=cfg.trainer.accelerator, devices=1, logger=False, enable_progress_bar=cfg.run.progress, enable_model_summary=False)
