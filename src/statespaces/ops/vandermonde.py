@@ -11,8 +11,9 @@ exponent is split as ``l = a * T + t`` with ``T = ceil(sqrt(L))`` and ``A = ceil
 which is one batched matrix product ``(H, rows * A, N) @ (H, N, T)``.  Besides the output
 (``rows * H * L``) the peak extra memory is ``H * N * (rows * A + T)`` elements, i.e.
 ``O(H N (rows + 1) sqrt(L))`` instead of ``O(H N L)``; the work stays ``O(rows H N L)`` and runs
-in BLAS.  The two power tables are running products of ``exp(log z)`` and ``exp(T log z)`` in the inputs'
-precision (double for the SSM kernels): ``sqrt(L)`` multiplications each, relative error ~``sqrt(L)`` eps.
+in BLAS.  The two power tables are built from ``exp(log z)`` and ``exp(T log z)`` by doubling products in the
+inputs' precision (double for the SSM kernels): ``sqrt(L)`` multiplications each, relative error at most
+~``sqrt(L)`` eps.
 """
 
 from __future__ import annotations

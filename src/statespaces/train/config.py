@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..files import atomic_write_text
 from ..registry import Registry, UnknownNameError, suggest
+from .memory import MALLOC_CHOICES
 
 __all__ = ["ConfigError", "experiments", "experiment_names", "describe_experiments", "load_config", "merge_overrides", "check_config", "DATA_LOADER_KEYS"]
 
@@ -191,7 +192,7 @@ def _check_values(cfg: DictConfig) -> None:
     name = cfg.run.name
     if name is not None and (not isinstance(name, str) or not _RUN_NAME.fullmatch(name) or name in (".", "..")):
         raise ConfigError(f"run.name must be a plain folder name (letters, digits, '.', '_', '-'), not a path, got {name!r}; set run.root for the parent folder")
-    if cfg.run.malloc not in ("tuned", "default"):
+    if cfg.run.malloc not in MALLOC_CHOICES:
         raise ConfigError(f"run.malloc must be 'tuned' (keep freed heap memory, glibc) or 'default', got {cfg.run.malloc!r}")
     if cfg.run.checkpoint not in ("best", "last"):
         raise ConfigError(f"run.checkpoint must be 'best' (by trainer.monitor) or 'last' (the final weights), got {cfg.run.checkpoint!r}")

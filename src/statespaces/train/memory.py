@@ -9,8 +9,8 @@ below; the 4-block sequential-MNIST model's training step 548-565 -> 512-514 ms 
 two threads, 2 epochs, showed no measurable change: 52.1 / 57.1 s against 51.7 / 57.4 s).  The price: the
 process keeps its peak heap resident until it exits, which a training run reaches in its first step anyway.
 
-``run.malloc: tuned`` (the default) applies it in ``statespaces train``/``compare``; ``default`` leaves glibc
-alone.  Elsewhere (macOS, musl, Windows) it does nothing.
+``run.malloc: tuned`` (the default) applies it in ``statespaces train``, ``compare`` and ``eval``; ``default``
+leaves glibc alone.  Elsewhere (macOS, musl, Windows) it does nothing.
 """
 
 from __future__ import annotations

@@ -246,13 +246,19 @@ def _trainer(cfg: DictConfig, run_dir: Path, task: SequenceTask, callbacks_extra
     )
 
 
+def _apply_malloc(cfg: DictConfig) -> None:
+    """``run.malloc=tuned``: glibc keeps freed heap memory (train/memory.py); configs saved before the key
+    existed get the default."""
+    if cfg.run.get("malloc", "tuned") == "tuned":
+        keep_freed_memory()
+
+
 def train(cfg: DictConfig, callbacks: tuple = ()) -> dict:
     """Train (or resume) the configured run; returns the results written to ``results.json`` (plus
     ``global_rank``). Extra Lightning ``callbacks`` join the standard ones."""
     if cfg.run.threads:
         torch.set_num_threads(int(cfg.run.threads))
-    if cfg.run.get("malloc", "tuned") == "tuned":  # configs saved before the key existed: the default
-        keep_freed_memory()
+    _apply_malloc(cfg)
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     run_dir, resume_ckpt = _run_dir(cfg)
     splits = _dataset(cfg)
@@ -360,8 +366,7 @@ def evaluate(ckpt: str | Path, overrides: list[str] | None = None) -> dict:
     path = find_checkpoint(ckpt)
     task = load_task(path)
     cfg = merge_overrides(task.cfg, overrides or [])
-    if cfg.run.get("malloc", "tuned") == "tuned":  # forwards without gradients gain the most (docs/training.md)
-        keep_freed_memory()
+    _apply_malloc(cfg)
     splits = _dataset(cfg)
     dm = SequenceDataModule(splits, cfg.data.batch_size, cfg.data.eval_batch_size, cfg.data.num_workers)
     trainer = pl.Trainer(accelerator=cfg.trainer.accelerator, devices=1, logger=False, enable_progress_bar=cfg.run.progress, enable_model_summary=False)
